@@ -92,8 +92,9 @@ FIXTURES = [
     ),
     Fixture(
         "edifice_odd",
-        "edifice flavor, odd hidden size 27 (timestep width 26), 3 classes, F16 weights",
-        LinearDiTConfig(input_dim=12, hidden_size=27, num_layers=2, num_heads=3, mlp_ratio=2.0,
+        "edifice flavor, odd hidden size 27 (timestep width 26), mlp_ratio 1.5 (m = round(40.5) "
+        "= 41, halves away from zero), 3 classes, F16 weights",
+        LinearDiTConfig(input_dim=12, hidden_size=27, num_layers=2, num_heads=3, mlp_ratio=1.5,
                         num_classes=3, flavor="edifice"),
         grid=(4, 6), t=[999.0, 13.5], y=[1, 3], dtype="f16",
     ),

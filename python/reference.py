@@ -86,8 +86,13 @@ class LinearDiTConfig:
 
     @property
     def mlp_hidden(self) -> int:
-        """m = round(h * mlp_ratio) (Python rounds halves to even; SPEC configs avoid halves)."""
-        return round(self.hidden_size * self.mlp_ratio)
+        """m = round(h * mlp_ratio), halves away from zero (Elixir's and Rust's `round`).
+
+        Python's `round` would send 27 * 1.5 = 40.5 to 40; Edifice builds 41.
+        """
+        exact = self.hidden_size * self.mlp_ratio
+        whole = math.floor(exact)
+        return whole + 1 if exact - whole >= 0.5 else whole
 
     @property
     def time_freq_dim(self) -> int:
@@ -124,7 +129,8 @@ def dit_pos_embed(hidden: int, rows: int, cols: int) -> torch.Tensor:
 def dit_time_embed(t: torch.Tensor) -> torch.Tensor:
     """e(t) = concat(cos(t w), sin(t w)), w_i = exp(-ln(10000) i / 128), i < 128; float64."""
     half = DIT_TIME_FREQS // 2
-    omega = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float64) / half)
+    freqs = torch.arange(half, dtype=torch.float64, device=t.device)
+    omega = torch.exp(-math.log(10000.0) * freqs / half)
     angles = t.to(torch.float64)[:, None] * omega[None, :]
     return torch.cat([torch.cos(angles), torch.sin(angles)], dim=1)
 
@@ -132,9 +138,8 @@ def dit_time_embed(t: torch.Tensor) -> torch.Tensor:
 def edifice_time_embed(t: torch.Tensor, hidden: int, num_steps: int) -> torch.Tensor:
     """e = concat(sin(tau w), cos(tau w)), tau = t/num_steps, w_i = exp(-ln(10000) i / max(half-1, 1))."""
     half = hidden // 2
-    omega = torch.exp(
-        -math.log(10000.0) * torch.arange(half, dtype=torch.float64) / max(half - 1, 1)
-    )
+    freqs = torch.arange(half, dtype=torch.float64, device=t.device)
+    omega = torch.exp(-math.log(10000.0) * freqs / max(half - 1, 1))
     tau = t.to(torch.float64) / num_steps
     angles = tau[:, None] * omega[None, :]
     return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
@@ -344,13 +349,13 @@ class LinearDiT(nn.Module):
             raise ValueError("y must be given exactly when the model has num_classes")
         if y is not None and y.shape != (b,):
             raise ValueError(f"y must have shape [{b}], got {list(y.shape)}")
+        rows, cols = grid if grid is not None else square_grid(n)
+        if rows * cols != n:
+            raise ValueError(f"grid {rows}x{cols} does not hold {n} tokens")
         dtype = self.x_embedder.weight.dtype
 
         tok = self.x_embedder(x.to(dtype))
         if cfg.flavor == "dit":
-            rows, cols = grid if grid is not None else square_grid(n)
-            if rows * cols != n:
-                raise ValueError(f"grid {rows}x{cols} does not hold {n} tokens")
             tok = tok + dit_pos_embed(cfg.hidden_size, rows, cols).to(dtype=dtype, device=x.device)
         else:
             tok = tok + self.pos_embed
@@ -773,6 +778,10 @@ def self_test() -> None:
     assert torch.equal(tok[0, 5 + 1, 4 + 2 * 1 + 0], imgs[0, 1, 2 * 1 + 1, 2 * 1 + 0])
     assert torch.equal(unpatchify(tok, 2, 3, 6, 10), imgs)
     print("patchify/unpatchify: (channel, row, col) order and round trip ok")
+
+    assert LinearDiTConfig(input_dim=4, hidden_size=27, num_heads=3, mlp_ratio=1.5,
+                           flavor="edifice").mlp_hidden == 41
+    print("mlp width: round(h * mlp_ratio) takes halves away from zero (27 * 1.5 -> 41) ok")
 
     cfg = LinearDiTConfig(input_dim=4, hidden_size=12, num_layers=2, num_heads=3, num_classes=2,
                           flavor="edifice")
