@@ -1,0 +1,93 @@
+//! The model: a config, a backend holding its weights, and the validated forward.
+
+pub mod embedding;
+mod input;
+mod patchify;
+
+pub use input::{ForwardShape, Grid, Input, validate};
+pub use patchify::{patchify, unpatchify};
+
+use crate::backends::{self, Backend, Device};
+use crate::config::{Config, ConfigOverrides};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+use std::path::Path;
+
+/// A loaded Linear DiT, ready to run forwards.
+///
+/// `Model` is `Send + Sync` and holds no global state: load it once and call
+/// [`Model::forward`] from as many threads as you like.
+///
+/// ```
+/// use linear_dit::{Config, Device, Input, InitKind, Model, Tensor, Weights};
+/// let config = Config { hidden_size: 32, num_layers: 2, num_heads: 4, ..Config::new(4) };
+/// let weights = Weights::init(&config, InitKind::Random, 0)?;
+/// let model = Model::new(&weights, Device::Cpu)?;
+/// let x = Tensor::zeros(vec![2, 16, 4]); // B = 2 samples of 4×4 tokens
+/// let eps = model.forward(&Input::new(&x, &[10.0, 500.0]))?;
+/// assert_eq!(eps.shape(), &[2, 16, 4]);
+/// # Ok::<(), linear_dit::Error>(())
+/// ```
+pub struct Model {
+    config: Config,
+    backend: Box<dyn Backend>,
+}
+
+impl Model {
+    /// A model over `weights` on `device`.
+    pub fn new(weights: &Weights, device: Device) -> Result<Self> {
+        let backend = backends::create(weights, device)?;
+        tracing::info!(backend = %backend.describe(), "model ready");
+        Ok(Model {
+            config: weights.config().clone(),
+            backend,
+        })
+    }
+
+    /// Loads a weights file (config from its metadata) onto the best available device.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        Model::new(
+            &Weights::load(path, &ConfigOverrides::default())?,
+            Device::Auto,
+        )
+    }
+
+    /// The config.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The backend's name (`cpu`, `cuda`).
+    pub fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    /// One line describing the backend.
+    pub fn describe_backend(&self) -> String {
+        self.backend.describe()
+    }
+
+    /// Predicted noise `[B, N, D]` for `input`. Inputs are validated first (shape, finite
+    /// values, timestep and label ranges, grid); a non-finite output is an error too.
+    pub fn forward(&self, input: &Input<'_>) -> Result<Tensor> {
+        let shape = validate(&self.config, input)?;
+        let span = tracing::debug_span!("forward", batch = shape.batch, tokens = shape.tokens);
+        let _guard = span.enter();
+        let out = self.backend.forward(input, shape)?;
+        if let Some(i) = out.data().iter().position(|v| !v.is_finite()) {
+            let d = self.config.input_dim;
+            return Err(Error::NonFinite {
+                name: "eps",
+                detail: format!(
+                    "output [{}, {}, {}] is {} (check the weights for overflow)",
+                    i / (shape.tokens * d),
+                    i / d % shape.tokens,
+                    i % d,
+                    out.data()[i]
+                ),
+            });
+        }
+        Ok(out)
+    }
+}
