@@ -138,7 +138,7 @@ impl Config {
         positive("num_heads", self.num_heads)?;
         positive("num_steps", self.num_steps)?;
         positive("patch_size", self.patch_size)?;
-        if self.hidden_size % self.num_heads != 0 {
+        if !self.hidden_size.is_multiple_of(self.num_heads) {
             return Err(Error::config(
                 "hidden_size",
                 format!(
@@ -147,7 +147,7 @@ impl Config {
                 ),
             ));
         }
-        if self.flavor == Flavor::Dit && self.hidden_size % 4 != 0 {
+        if self.flavor == Flavor::Dit && !self.hidden_size.is_multiple_of(4) {
             return Err(Error::config(
                 "hidden_size",
                 format!(

@@ -30,8 +30,8 @@ pub mod tensor;
 pub mod tensor_file;
 pub mod weights;
 
-pub use backends::Device;
 pub use backends::cpu::Block;
+pub use backends::{Device, Precision};
 pub use config::{Config, ConfigOverrides, Flavor};
 pub use error::{Error, Result};
 pub use model::{Grid, Input, Model, patchify, unpatchify};

@@ -47,16 +47,86 @@ impl std::str::FromStr for Device {
     }
 }
 
-/// Builds the backend `device` asks for.
-pub fn create(weights: &Weights, device: Device) -> Result<Box<dyn Backend>> {
+/// Compute precision of a forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Precision {
+    /// The backend's natural choice: f32 on the CPU, bf16 on a GPU.
+    #[default]
+    Auto,
+    /// fp32 storage and math (on a GPU: plain fp32 GEMMs, no TF32 — a reference).
+    F32,
+    /// bf16 storage, fp32 accumulation.
+    Bf16,
+    /// fp16 storage, fp32 accumulation.
+    F16,
+}
+
+impl Precision {
+    /// The command-line spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Precision::Auto => "auto",
+            Precision::F32 => "f32",
+            Precision::Bf16 => "bf16",
+            Precision::F16 => "f16",
+        }
+    }
+}
+
+impl std::str::FromStr for Precision {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "auto" => Ok(Precision::Auto),
+            "f32" | "fp32" => Ok(Precision::F32),
+            "bf16" => Ok(Precision::Bf16),
+            "f16" | "fp16" => Ok(Precision::F16),
+            other => Err(format!(
+                "unknown precision `{other}` (expected auto, f32, bf16 or f16)"
+            )),
+        }
+    }
+}
+
+/// Builds the backend `device` asks for, computing in `precision`.
+pub fn create(weights: &Weights, device: Device, precision: Precision) -> Result<Box<dyn Backend>> {
     match device {
-        Device::Cpu => Ok(Box::new(cpu::CpuBackend::new(weights)?)),
+        Device::Cpu => cpu_backend(weights, precision, false),
         Device::Cuda => Err(cuda_unavailable()),
         Device::Auto => {
             tracing::info!(reason = %cuda_unavailable(), "using the CPU backend");
-            Ok(Box::new(cpu::CpuBackend::new(weights)?))
+            cpu_backend(weights, precision, true)
         }
     }
+}
+
+/// The CPU backend, which computes in f32: asking it for bf16/f16 explicitly is an error,
+/// while `auto` falling back to the CPU says so and runs in f32.
+fn cpu_backend(
+    weights: &Weights,
+    precision: Precision,
+    fallback: bool,
+) -> Result<Box<dyn Backend>> {
+    match precision {
+        Precision::Auto | Precision::F32 => {}
+        Precision::Bf16 | Precision::F16 if fallback => {
+            tracing::warn!(
+                requested = precision.as_str(),
+                "the CPU backend computes in f32"
+            );
+        }
+        Precision::Bf16 | Precision::F16 => {
+            return Err(Error::BackendUnavailable {
+                backend: "cpu",
+                reason: format!(
+                    "it computes in f32, not {}; use --precision f32",
+                    precision.as_str()
+                ),
+            });
+        }
+    }
+    Ok(Box::new(cpu::CpuBackend::new(weights)?))
 }
 
 fn cuda_unavailable() -> Error {

@@ -194,17 +194,14 @@ pub fn validate(config: &Config, input: &Input<'_>) -> Result<ForwardShape> {
             }
             // `dit` has C + 1 table rows (row C is the null class); `edifice` maps any label
             // outside [0, C) to the all-zero one-hot, its null class, so every label is valid.
-            if config.flavor == Flavor::Dit {
-                if let Some((b, &label)) =
-                    y.iter().enumerate().find(|&(_, &l)| l < 0 || l > c as i64)
-                {
-                    return Err(Error::input(
-                        "y",
-                        format!(
-                            "[{b}] = {label} is outside [0, {c}] (classes 0..{c}, {c} = null class)"
-                        ),
-                    ));
-                }
+            let out_of_range = y.iter().enumerate().find(|&(_, &l)| l < 0 || l > c as i64);
+            if let (Flavor::Dit, Some((b, &label))) = (config.flavor, out_of_range) {
+                return Err(Error::input(
+                    "y",
+                    format!(
+                        "[{b}] = {label} is outside [0, {c}] (classes 0..{c}, {c} = null class)"
+                    ),
+                ));
             }
         }
         (None, None) => {}

@@ -7,7 +7,7 @@ mod patchify;
 pub use input::{ForwardShape, Grid, Input, validate};
 pub use patchify::{patchify, unpatchify};
 
-use crate::backends::{self, Backend, Device};
+use crate::backends::{self, Backend, Device, Precision};
 use crate::config::{Config, ConfigOverrides};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -35,9 +35,14 @@ pub struct Model {
 }
 
 impl Model {
-    /// A model over `weights` on `device`.
+    /// A model over `weights` on `device`, in the device's natural precision.
     pub fn new(weights: &Weights, device: Device) -> Result<Self> {
-        let backend = backends::create(weights, device)?;
+        Model::with_precision(weights, device, Precision::Auto)
+    }
+
+    /// A model over `weights` on `device`, computing in `precision`.
+    pub fn with_precision(weights: &Weights, device: Device, precision: Precision) -> Result<Self> {
+        let backend = backends::create(weights, device, precision)?;
         tracing::info!(backend = %backend.describe(), "model ready");
         Ok(Model {
             config: weights.config().clone(),

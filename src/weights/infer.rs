@@ -29,10 +29,10 @@ pub fn config_from_shapes(tensors: &BTreeMap<String, RawTensor>) -> Config {
         .take_while(|i| tensors.contains_key(&format!("blocks.{i}.attn.qkv.weight")))
         .count()
         .max(1);
-    if let Some(&[m, h]) = shape("blocks.0.mlp.fc1.weight") {
-        if h > 0 {
-            config.mlp_ratio = m as f64 / h as f64;
-        }
+    if let Some(&[m, h]) = shape("blocks.0.mlp.fc1.weight")
+        && h > 0
+    {
+        config.mlp_ratio = m as f64 / h as f64;
     }
     config.num_classes = match (
         shape("y_embedder.embedding_table.weight"),

@@ -16,9 +16,9 @@
 use super::activation::{gelu_erf, gelu_tanh};
 use super::attention::{AttentionShape, linear_attention};
 use super::conditioning::{BlockModulation, activate_condition, block_modulation};
-use super::gemm::{MatRef, Threads, matmul};
+use super::linear::linear_into;
 use super::norm::{NormAffine, norm_rows, residual_rows};
-use super::params::{BlockParams, Linear};
+use super::params::BlockParams;
 use crate::config::{Config, Flavor};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -46,22 +46,6 @@ impl Workspace {
     }
 }
 
-/// `out = x Wᵀ (+ b)` for `rows` rows; with `bias` the bias is pre-filled and accumulated into.
-pub fn linear_into(x: &[f32], rows: usize, linear: &Linear, out: &mut [f32], bias: bool) {
-    if bias {
-        out.par_chunks_mut(linear.out)
-            .for_each(|row| row.copy_from_slice(linear.bias.as_slice()));
-    }
-    matmul(
-        MatRef::dense(x, rows, linear.inp),
-        MatRef::dense(linear.weight.as_slice(), linear.out, linear.inp).t(),
-        out,
-        linear.out,
-        bias,
-        Threads::Pool,
-    );
-}
-
 /// Runs one block on the residual stream `x` (`[B·N, h]`). On entry `u` holds the block's
 /// first modulated norm of `x`; on exit `x` is updated and, when `next` is given, `u` holds
 /// `next`'s normalisation of the new `x`.
@@ -77,8 +61,8 @@ pub fn run_block(
     next: Option<&NormAffine>,
     ws: &mut Workspace,
 ) {
-    let (h, rows) = (config.hidden_size, batch * tokens);
-    linear_into(u, rows, &block.qkv, &mut ws.qkv, true);
+    let h = config.hidden_size;
+    linear_into(u, batch, tokens, &block.qkv, &mut ws.qkv, true);
     let shape = AttentionShape {
         batch,
         tokens,
@@ -86,7 +70,14 @@ pub fn run_block(
         head_dim: config.head_dim(),
     };
     linear_attention(&ws.qkv, &mut ws.attention, shape);
-    linear_into(&ws.attention, rows, &block.proj, &mut ws.hidden_out, false);
+    linear_into(
+        &ws.attention,
+        batch,
+        tokens,
+        &block.proj,
+        &mut ws.hidden_out,
+        false,
+    );
     residual_rows(
         x,
         &ws.hidden_out,
@@ -96,9 +87,16 @@ pub fn run_block(
         tokens,
         Some((&modulation.norm2, &mut *u)),
     );
-    linear_into(u, rows, &block.fc1, &mut ws.mlp, false);
+    linear_into(u, batch, tokens, &block.fc1, &mut ws.mlp, false);
     bias_gelu_rows(&mut ws.mlp, block.fc1.bias.as_slice(), config.flavor);
-    linear_into(&ws.mlp, rows, &block.fc2, &mut ws.hidden_out, false);
+    linear_into(
+        &ws.mlp,
+        batch,
+        tokens,
+        &block.fc2,
+        &mut ws.hidden_out,
+        false,
+    );
     residual_rows(
         x,
         &ws.hidden_out,

@@ -2,25 +2,11 @@
 //! per-sample modulation vectors the blocks and the final layer derive from it.
 
 use super::activation::silu;
-use super::gemm::{MatRef, Threads, matmul};
+use super::linear::linear_rows;
 use super::norm::NormAffine;
 use super::params::{BlockParams, ClassEmbedding, CpuParams, FinalNorm, Linear, NormParams};
 use crate::config::Flavor;
 use crate::model::embedding::timestep_features;
-
-/// `x [rows, in] → [rows, out]` through `linear` (bias added).
-pub fn linear_rows(x: &[f32], rows: usize, linear: &Linear) -> Vec<f32> {
-    let mut out: Vec<f32> = linear.bias.as_slice().repeat(rows);
-    matmul(
-        MatRef::dense(x, rows, linear.inp),
-        MatRef::dense(linear.weight.as_slice(), linear.out, linear.inp).t(),
-        &mut out,
-        linear.out,
-        true,
-        Threads::Pool,
-    );
-    out
-}
 
 /// Applies SiLU to every value.
 pub fn silu_in_place(values: &mut [f32]) {

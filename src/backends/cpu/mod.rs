@@ -7,6 +7,7 @@ mod attention;
 mod block;
 mod conditioning;
 mod gemm;
+mod linear;
 mod norm;
 mod params;
 
@@ -19,8 +20,9 @@ use crate::model::embedding::sincos_positions;
 use crate::model::{ForwardShape, Grid, Input};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-use block::{Workspace, layer_norm_eps, linear_into, run_block};
+use block::{Workspace, layer_norm_eps, run_block};
 use conditioning::{activate_condition, block_modulation, condition, final_modulation};
+use linear::linear_into;
 use norm::norm_rows;
 use params::CpuParams;
 use rayon::prelude::*;
@@ -97,7 +99,14 @@ impl Backend for CpuBackend {
         let final_norm = final_modulation(params, &c, batch, eps);
 
         let mut x = vec![0.0f32; rows * h];
-        linear_into(input.x.data(), rows, &params.x_embedder, &mut x, true);
+        linear_into(
+            input.x.data(),
+            batch,
+            tokens,
+            &params.x_embedder,
+            &mut x,
+            true,
+        );
         self.add_positions(&mut x, shape);
 
         let mut u = vec![0.0f32; rows * h];
@@ -119,7 +128,7 @@ impl Backend for CpuBackend {
             );
         }
         let mut out = vec![0.0f32; rows * config.input_dim];
-        linear_into(&u, rows, &params.final_linear, &mut out, true);
+        linear_into(&u, batch, tokens, &params.final_linear, &mut out, true);
         Tensor::new(vec![batch, tokens, config.input_dim], out)
     }
 }

@@ -1,0 +1,99 @@
+//! `linear-dit forward`: one forward from a safetensors input file to a safetensors output.
+
+use super::config_flags::ConfigFlags;
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use linear_dit::tensor_file::{TensorFile, write_tensors};
+use linear_dit::{Device, Grid, Input, Model, Precision, Tensor, Weights};
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Run one forward: read `x` [B,N,D], `t` [B] (and `y` [B] for class-conditional models)
+/// from --input, write the predicted noise `eps` [B,N,D] (F32) to --output.
+#[derive(Debug, Args)]
+pub struct ForwardArgs {
+    /// Weights file (safetensors; canonical or Edifice/Axon names).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Input safetensors with `x` (F32 [B,N,D]), `t` (F32 [B]) and, with classes, `y` (I64 [B]).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output safetensors; receives `eps` (F32 [B,N,D]).
+    #[arg(long)]
+    output: PathBuf,
+    /// auto (GPU if usable, else CPU), cpu or cuda.
+    #[arg(long, default_value = "auto")]
+    backend: Device,
+    /// Compute precision: auto (f32 on CPU, bf16 on GPU), f32, bf16 or f16.
+    #[arg(long, default_value = "auto")]
+    precision: Precision,
+    /// Token grid ROWSxCOLS [default: the input file's `grid` metadata, else square].
+    #[arg(long)]
+    grid: Option<Grid>,
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+pub fn run(args: ForwardArgs) -> Result<()> {
+    let weights = Weights::load(&args.weights, &args.config.overrides())?;
+    let model = Model::with_precision(&weights, args.backend, args.precision)?;
+    let file = TensorFile::open(&args.input)?;
+    let read = |name: &str| -> Result<Tensor> {
+        if !file.contains(name) {
+            bail!(
+                "{}: no tensor `{name}` (expected x [B,N,D], t [B], y [B])",
+                args.input.display()
+            );
+        }
+        Ok(Tensor::from_raw(name, &file.tensor(name)?)?)
+    };
+    let x = read("x")?;
+    let t = read("t")?;
+    if t.shape().len() != 1 {
+        bail!(
+            "{}: `t` must be 1-D [B]; got shape {:?}",
+            args.input.display(),
+            t.shape()
+        );
+    }
+    let y = if file.contains("y") {
+        let y = file.tensor("y")?;
+        if y.shape.len() != 1 {
+            bail!(
+                "{}: `y` must be 1-D [B]; got shape {:?}",
+                args.input.display(),
+                y.shape
+            );
+        }
+        Some(y.to_i64_vec("y")?)
+    } else {
+        None
+    };
+    let grid = match (args.grid, file.metadata().get("grid")) {
+        (Some(grid), _) => Some(grid),
+        (None, Some(text)) => Some(
+            text.parse::<Grid>()
+                .with_context(|| format!("{}: metadata `grid`", args.input.display()))?,
+        ),
+        (None, None) => None,
+    };
+    let input = Input {
+        x: &x,
+        t: t.data(),
+        y: y.as_deref(),
+        grid,
+    };
+    let eps = model.forward(&input)?;
+    write_tensors(
+        &args.output,
+        &[("eps".to_string(), eps.to_raw())],
+        HashMap::new(),
+    )?;
+    tracing::info!(
+        output = %args.output.display(),
+        shape = ?eps.shape(),
+        backend = model.backend_name(),
+        "wrote eps"
+    );
+    Ok(())
+}

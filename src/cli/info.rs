@@ -1,0 +1,78 @@
+//! `linear-dit info`: a config's parameter count, FLOPs and shapes.
+
+use super::config_flags::ConfigFlags;
+use anyhow::Result;
+use clap::Args;
+use linear_dit::Weights;
+use std::path::PathBuf;
+
+/// Print a model's config, exact parameter count and FLOPs per token.
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    /// Read the config from this weights file (its metadata, or its tensor shapes).
+    #[arg(long)]
+    weights: Option<PathBuf>,
+    /// Tokens per sample used for `flops_per_token` (per-sample work is divided by it).
+    #[arg(long, default_value_t = 256)]
+    tokens: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+pub fn run(args: InfoArgs) -> Result<()> {
+    let overrides = args.config.overrides();
+    let (config, storage) = match &args.weights {
+        Some(path) => {
+            let weights = Weights::load(path, &overrides)?;
+            (weights.config().clone(), Some(weights.storage_dtype()))
+        }
+        None => (overrides.to_config()?, None),
+    };
+    let params = config.param_count();
+    let flops = config.flops_per_token(args.tokens);
+    if args.json {
+        let mut json = serde_json::json!({
+            "param_count": params,
+            "flops_per_token": flops,
+            "tokens": args.tokens,
+            "head_dim": config.head_dim(),
+            "mlp_hidden": config.mlp_hidden(),
+            "output_size": config.output_size(),
+            "config": config,
+        });
+        if let Some(dtype) = storage {
+            json["storage_dtype"] = dtype.as_str().into();
+        }
+        println!("{json}");
+    } else {
+        println!("flavor          {}", config.flavor);
+        println!(
+            "shape           D={} h={} L={} H={} (d={}) m={}",
+            config.input_dim,
+            config.hidden_size,
+            config.num_layers,
+            config.num_heads,
+            config.head_dim(),
+            config.mlp_hidden()
+        );
+        match config.num_classes {
+            Some(c) => println!("classes         {c} (+ null class)"),
+            None => println!("classes         none (unconditional)"),
+        }
+        println!("num_steps       {}", config.num_steps);
+        println!("patch_size      {}", config.patch_size);
+        println!("param_count     {params}");
+        println!(
+            "flops/token     {:.1} MFLOP (N = {})",
+            flops / 1e6,
+            args.tokens
+        );
+        if let Some(dtype) = storage {
+            println!("stored as       {dtype}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! `linear-dit init`: write freshly initialised weights.
+
+use super::config_flags::ConfigFlags;
+use super::progress;
+use anyhow::{Context, Result};
+use clap::Args;
+use linear_dit::{DType, InitKind, Weights};
+use std::path::PathBuf;
+
+/// Write a weights file with seeded initial weights for a config.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Output safetensors file.
+    #[arg(long)]
+    out: PathBuf,
+    /// `dit`: AdaLN-Zero (zero adaLN and output layers); `random`: every tensor non-zero.
+    #[arg(long, default_value = "dit")]
+    init: InitKind,
+    /// Seed of the counter-based generator (same seed, same bytes).
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Storage dtype: f32, bf16 or f16.
+    #[arg(long, default_value = "f32")]
+    dtype: DType,
+    #[command(flatten)]
+    config: ConfigFlags,
+}
+
+pub fn run(args: InitArgs) -> Result<()> {
+    let config = args.config.overrides().to_config()?;
+    let spinner = progress::spinner(format!(
+        "initialising {} parameters ({:?})",
+        config.param_count(),
+        args.init
+    ));
+    let weights = Weights::init(&config, args.init, args.seed)?;
+    spinner.set_message(format!("writing {}", args.out.display()));
+    weights
+        .save(&args.out, args.dtype)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    spinner.finish_and_clear();
+    tracing::info!(
+        path = %args.out.display(),
+        params = config.param_count(),
+        dtype = %args.dtype,
+        "wrote weights"
+    );
+    Ok(())
+}
