@@ -24,8 +24,10 @@
 pub mod backends;
 pub mod config;
 pub mod error;
+pub mod image;
 pub mod model;
 pub mod rng;
+pub mod sampling;
 pub mod tensor;
 pub mod tensor_file;
 pub mod weights;

@@ -6,6 +6,7 @@ mod forward;
 mod info;
 mod init;
 mod progress;
+mod sample;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -37,6 +38,8 @@ pub enum Command {
     Forward(forward::ForwardArgs),
     /// Measure forward throughput (ms/forward, tokens/s, GFLOP/s).
     Bench(bench::BenchArgs),
+    /// Generate images with a trained model (DDIM, DDPM or DPM-Solver++, guidance) into a PNG.
+    Sample(sample::SampleArgs),
 }
 
 /// Runs the parsed command.
@@ -51,5 +54,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Init(args) => init::run(args),
         Command::Forward(args) => forward::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Sample(args) => sample::run(args),
     }
 }

@@ -26,6 +26,7 @@ pub struct Weights {
     config: Config,
     tensors: BTreeMap<String, RawTensor>,
     source: Option<PathBuf>,
+    metadata: HashMap<String, String>,
 }
 
 impl Weights {
@@ -78,6 +79,7 @@ impl Weights {
         }
         let mut weights = Weights::from_tensors(config, tensors)?;
         weights.source = Some(path.to_path_buf());
+        weights.metadata = file.metadata().clone();
         tracing::debug!(
             path = %path.display(),
             axon,
@@ -128,6 +130,7 @@ impl Weights {
             config,
             tensors,
             source: None,
+            metadata: HashMap::new(),
         })
     }
 
@@ -168,6 +171,12 @@ impl Weights {
     /// The file these weights were loaded from, if any.
     pub fn source(&self) -> Option<&Path> {
         self.source.as_deref()
+    }
+
+    /// The file's string metadata (`linear_dit.config` and any other keys, e.g. the training
+    /// schedule and image shape of a trained model); empty for weights made in memory.
+    pub fn metadata(&self) -> &HashMap<String, String> {
+        &self.metadata
     }
 
     /// Tensor `name` as stored (canonical name).

@@ -1,0 +1,64 @@
+//! Writing samples as a PNG grid a person can look at: values in [−1, 1] mapped to 0–255,
+//! each image upscaled (nearest neighbour) and separated by a 2-pixel gutter.
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use std::path::Path;
+
+/// Writes the grid of [`png_grid_bytes`] to `path`.
+pub fn write_png_grid(path: &Path, images: &Tensor, columns: usize, scale: usize) -> Result<()> {
+    let bytes = png_grid_bytes(images, columns, scale)?;
+    std::fs::write(path, bytes).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Lays out `images` (`[n, C, H, W]`, C = 1 grey or 3 RGB; other C show channel 0) in a grid
+/// of `columns` columns, each pixel `scale`×`scale`; returns the PNG file's bytes.
+pub fn png_grid_bytes(images: &Tensor, columns: usize, scale: usize) -> Result<Vec<u8>> {
+    let &[n, c, h, w] = images.shape() else {
+        return Err(Error::input(
+            "images",
+            format!("must be [n, C, H, W]; got {:?}", images.shape()),
+        ));
+    };
+    if n == 0 || c == 0 || columns == 0 || scale == 0 {
+        return Err(Error::input("images", "nothing to draw"));
+    }
+    let color = c == 3;
+    let channels = if color { 3 } else { 1 };
+    let gutter = 2;
+    let cols = columns.min(n);
+    let rows = n.div_ceil(cols);
+    let (cell_w, cell_h) = (w * scale + gutter, h * scale + gutter);
+    let (width, height) = (cols * cell_w + gutter, rows * cell_h + gutter);
+    let mut pixels = vec![32u8; width * height * channels];
+    let data = images.data();
+    for i in 0..n {
+        let (gx, gy) = (gutter + (i % cols) * cell_w, gutter + (i / cols) * cell_h);
+        for y in 0..h * scale {
+            for x in 0..w * scale {
+                for ch in 0..channels {
+                    let v = data[((i * c + ch) * h + y / scale) * w + x / scale];
+                    let byte = ((v.clamp(-1.0, 1.0) + 1.0) * 127.5).round() as u8;
+                    pixels[((gy + y) * width + gx + x) * channels + ch] = byte;
+                }
+            }
+        }
+    }
+    let mut bytes = Vec::new();
+    let mut encoder = png::Encoder::new(&mut bytes, width as u32, height as u32);
+    encoder.set_color(if color {
+        png::ColorType::Rgb
+    } else {
+        png::ColorType::Grayscale
+    });
+    encoder.set_depth(png::BitDepth::Eight);
+    let encode_error =
+        |e: png::EncodingError| Error::input("images", format!("cannot encode PNG: {e}"));
+    let mut writer = encoder.write_header().map_err(encode_error)?;
+    writer.write_image_data(&pixels).map_err(encode_error)?;
+    writer.finish().map_err(encode_error)?;
+    Ok(bytes)
+}

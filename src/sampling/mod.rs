@@ -1,0 +1,13 @@
+//! Diffusion sampling for ε-prediction models: noise schedules, samplers (DDPM, DDIM,
+//! DPM-Solver++(2M)), classifier-free guidance, deterministic per-request noise, and the
+//! step-level API through which many independent requests advance in one batched forward.
+
+mod batch;
+mod schedule;
+mod solver;
+mod trajectory;
+
+pub use batch::{StepBatch, sample, step_all};
+pub use schedule::{NoiseSchedule, ScheduleKind, Spacing};
+pub use solver::SamplerKind;
+pub use trajectory::{NoiseKey, SamplingParams, SamplingPlan, Trajectory};
