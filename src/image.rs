@@ -5,6 +5,16 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::path::Path;
 
+/// The upscaling that makes images at least 64 pixels tall.
+pub fn default_scale(height: usize) -> usize {
+    64usize.div_ceil(height.max(1)).max(1)
+}
+
+/// Grid columns for `n` samples: one row per cycle through `cycled_classes` classes, else 8.
+pub fn default_columns(n: usize, cycled_classes: Option<usize>) -> usize {
+    cycled_classes.unwrap_or(8).clamp(1, n.max(1))
+}
+
 /// Writes the grid of [`png_grid_bytes`] to `path`.
 pub fn write_png_grid(path: &Path, images: &Tensor, columns: usize, scale: usize) -> Result<()> {
     let bytes = png_grid_bytes(images, columns, scale)?;

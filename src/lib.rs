@@ -23,11 +23,13 @@
 
 pub mod backends;
 pub mod config;
+pub mod engine;
 pub mod error;
 pub mod image;
 pub mod model;
 pub mod rng;
 pub mod sampling;
+pub mod server;
 pub mod tensor;
 pub mod tensor_file;
 pub mod weights;

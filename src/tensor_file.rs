@@ -371,6 +371,17 @@ fn check_extent(path: &Path, map: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The safetensors bytes of `tensors` (name, tensor) with string `metadata`.
+pub fn serialize_tensors(
+    tensors: &[(String, RawTensor)],
+    metadata: HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let views = tensors.iter().map(|(name, t)| (name.as_str(), View(t)));
+    let metadata = (!metadata.is_empty()).then_some(metadata);
+    safetensors::serialize(views, metadata)
+        .map_err(|e| Error::input("tensors", format!("cannot serialise as safetensors: {e}")))
+}
+
 /// Writes `tensors` (name, tensor) and string `metadata` to `path` as safetensors.
 pub fn write_tensors(
     path: impl AsRef<Path>,
@@ -378,10 +389,7 @@ pub fn write_tensors(
     metadata: HashMap<String, String>,
 ) -> Result<()> {
     let path = path.as_ref();
-    let views = tensors.iter().map(|(name, t)| (name.as_str(), View(t)));
-    let metadata = (!metadata.is_empty()).then_some(metadata);
-    let bytes = safetensors::serialize(views, metadata)
-        .map_err(|e| Error::bad_file(path, format!("cannot serialise tensors: {e}")))?;
+    let bytes = serialize_tensors(tensors, metadata)?;
     std::fs::write(path, bytes).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,

@@ -5,8 +5,10 @@ mod config_flags;
 mod forward;
 mod info;
 mod init;
+mod loadgen;
 mod progress;
 mod sample;
+mod serve;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -40,6 +42,10 @@ pub enum Command {
     Bench(bench::BenchArgs),
     /// Generate images with a trained model (DDIM, DDPM or DPM-Solver++, guidance) into a PNG.
     Sample(sample::SampleArgs),
+    /// Serve a trained model over HTTP with step-level continuous batching.
+    Serve(serve::ServeArgs),
+    /// Load-test a local server: throughput, latency percentiles, batching gain.
+    Loadgen(loadgen::LoadgenArgs),
 }
 
 /// Runs the parsed command.
@@ -55,5 +61,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Forward(args) => forward::run(args),
         Command::Bench(args) => bench::run(args),
         Command::Sample(args) => sample::run(args),
+        Command::Serve(args) => serve::run(args),
+        Command::Loadgen(args) => loadgen::run(args),
     }
 }

@@ -4,18 +4,16 @@
 use super::progress;
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use linear_dit::image::write_png_grid;
-use linear_dit::sampling::{SamplerKind, SamplingParams, ScheduleKind, Spacing, sample};
+use linear_dit::image::{default_columns, default_scale, write_png_grid};
+use linear_dit::sampling::metadata::{image_grid, schedule_of};
+use linear_dit::sampling::{
+    SamplerKind, SamplingParams, ScheduleKind, Spacing, image_classes, sample,
+};
 use linear_dit::tensor_file::write_tensors;
 use linear_dit::{ConfigOverrides, Device, Grid, Model, Precision, Weights};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
-
-/// Metadata key of a trained model's image shape, e.g. `1x16x16 [-1,1]`.
-const IMAGE_KEY: &str = "linear_dit.image";
-/// Metadata key of a trained model's noise schedule, e.g. `linear 1e-4 0.02 1000`.
-const SCHEDULE_KEY: &str = "linear_dit.schedule";
 
 /// Generate images from a trained model: a PNG grid, and optionally the raw tensor.
 #[derive(Debug, Args)]
@@ -77,34 +75,11 @@ pub struct SampleArgs {
 pub fn run(args: SampleArgs) -> Result<()> {
     let weights = Weights::load(&args.weights, &ConfigOverrides::default())?;
     let config = weights.config().clone();
-    let metadata = weights.metadata();
-    let p = config.patch_size;
-    let (height, width) = match (args.size, metadata.get(IMAGE_KEY)) {
-        (Some(size), _) => (size.rows, size.cols),
-        (None, Some(text)) => parse_image_shape(text).with_context(|| {
-            format!(
-                "metadata `{IMAGE_KEY}` = `{text}` of {}",
-                args.weights.display()
-            )
-        })?,
-        (None, None) => {
-            bail!("the weights have no `{IMAGE_KEY}` metadata: give the image size with --size HxW")
-        }
-    };
-    if height % p != 0 || width % p != 0 {
-        bail!("image size {height}x{width} is not divisible by patch_size {p}");
-    }
-    let grid = Grid::new(height / p, width / p);
-    let schedule = match (args.schedule, metadata.get(SCHEDULE_KEY)) {
-        (Some(kind), _) => kind,
-        (None, Some(text)) => text
-            .split_whitespace()
-            .next()
-            .unwrap_or_default()
-            .parse::<ScheduleKind>()
-            .map_err(anyhow::Error::msg)
-            .with_context(|| format!("metadata `{SCHEDULE_KEY}`"))?,
-        (None, None) => ScheduleKind::Linear,
+    let grid = image_grid(&weights, args.size.map(|s| (s.rows, s.cols)))?;
+    let height = grid.rows * config.patch_size;
+    let schedule = match args.schedule {
+        Some(kind) => kind,
+        None => schedule_of(&weights)?,
     };
     if args.num == 0 {
         bail!("--num must be at least 1");
@@ -125,11 +100,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         spacing: args.spacing,
         clip_x0: !args.no_clip,
     };
-    let classes: Vec<Option<usize>> = match (args.class, config.num_classes) {
-        (Some(k), _) => vec![Some(k); args.num],
-        (None, Some(c)) => (0..args.num).map(|i| Some(i % c)).collect(),
-        (None, None) => vec![None; args.num],
-    };
+    let classes = image_classes(&config, args.class, args.num);
     let model = Model::with_precision(&weights, args.backend, args.precision)?;
 
     let bar = progress::bar(args.steps as u64, "steps");
@@ -150,14 +121,11 @@ pub fn run(args: SampleArgs) -> Result<()> {
         "sampled"
     );
 
-    let scale = args
-        .scale
-        .unwrap_or_else(|| 64usize.div_ceil(height).max(1));
-    let columns = config
-        .num_classes
-        .filter(|_| args.class.is_none())
-        .unwrap_or(8)
-        .min(args.num);
+    let scale = args.scale.unwrap_or_else(|| default_scale(height));
+    let columns = default_columns(
+        args.num,
+        config.num_classes.filter(|_| args.class.is_none()),
+    );
     write_png_grid(&args.out, &images, columns, scale)
         .with_context(|| format!("writing {}", args.out.display()))?;
     tracing::info!(path = %args.out.display(), "wrote PNG grid");
@@ -170,18 +138,4 @@ pub fn run(args: SampleArgs) -> Result<()> {
         tracing::info!(path = %path.display(), shape = ?images.shape(), "wrote tensor");
     }
     Ok(())
-}
-
-/// `CxHxW …` → (H, W).
-fn parse_image_shape(text: &str) -> Result<(usize, usize)> {
-    let first = text.split_whitespace().next().unwrap_or_default();
-    let dims: Vec<usize> = first
-        .split(['x', 'X'])
-        .map(|d| d.parse::<usize>())
-        .collect::<Result<_, _>>()
-        .context("expected CxHxW")?;
-    match dims.as_slice() {
-        [_, h, w] if *h > 0 && *w > 0 => Ok((*h, *w)),
-        _ => bail!("expected CxHxW"),
-    }
 }

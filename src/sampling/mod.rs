@@ -3,6 +3,7 @@
 //! step-level API through which many independent requests advance in one batched forward.
 
 mod batch;
+pub mod metadata;
 mod schedule;
 mod solver;
 mod trajectory;
@@ -10,4 +11,4 @@ mod trajectory;
 pub use batch::{StepBatch, sample, step_all};
 pub use schedule::{NoiseSchedule, ScheduleKind, Spacing};
 pub use solver::SamplerKind;
-pub use trajectory::{NoiseKey, SamplingParams, SamplingPlan, Trajectory};
+pub use trajectory::{NoiseKey, SamplingParams, SamplingPlan, Trajectory, image_classes};

@@ -44,6 +44,15 @@ impl Default for SamplingParams {
     }
 }
 
+/// The class of each of `num` images: `class` for all of them, or — for a class-conditional
+/// model given no class — classes cycling 0, 1, …, C−1, 0, … (a grid of every class).
+pub fn image_classes(config: &Config, class: Option<usize>, num: usize) -> Vec<Option<usize>> {
+    match (class, config.num_classes) {
+        (None, Some(c)) => (0..num).map(|i| Some(i % c)).collect(),
+        _ => vec![class; num],
+    }
+}
+
 /// The schedule and timesteps shared by the trajectories of one request.
 #[derive(Debug)]
 pub struct SamplingPlan {

@@ -1,0 +1,203 @@
+//! `linear-dit loadgen`: drives a local server with C concurrent clients and reports
+//! throughput, latency percentiles, and the batching gain (throughput at the largest client
+//! count ÷ at one client). Loopback only, and bounded in requests and time.
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// Load-test a local `linear-dit serve`.
+#[derive(Debug, Args)]
+pub struct LoadgenArgs {
+    /// Server address (loopback only), e.g. 127.0.0.1:8080.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    addr: String,
+    /// Client counts to measure, comma-separated; the batching gain compares the last to the
+    /// first.
+    #[arg(long, value_delimiter = ',', default_value = "1,32")]
+    clients: Vec<usize>,
+    /// Requests per client count (a bound).
+    #[arg(long, default_value_t = 64)]
+    requests: usize,
+    /// Seconds per client count (a bound).
+    #[arg(long, default_value_t = 60)]
+    seconds: u64,
+    /// Request body (JSON for POST /v1/generate).
+    #[arg(
+        long,
+        default_value = r#"{"class_label": 7, "num_steps": 20, "format": "safetensors"}"#
+    )]
+    body: String,
+    /// Print one JSON object as the last line.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One client-count run.
+struct Run {
+    clients: usize,
+    ok: usize,
+    errors: usize,
+    seconds: f64,
+    latencies_ms: Vec<f64>,
+}
+
+impl Run {
+    fn throughput(&self) -> f64 {
+        self.ok as f64 / self.seconds.max(1e-9)
+    }
+
+    fn percentile(&self, p: f64) -> f64 {
+        if self.latencies_ms.is_empty() {
+            return f64::NAN;
+        }
+        let i = ((self.latencies_ms.len() - 1) as f64 * p).round() as usize;
+        self.latencies_ms[i]
+    }
+}
+
+pub fn run(args: LoadgenArgs) -> Result<()> {
+    let addr = args
+        .addr
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {}", args.addr))?
+        .next()
+        .with_context(|| format!("{} resolves to no address", args.addr))?;
+    if !is_loopback(addr.ip()) {
+        bail!("loadgen only targets loopback addresses; {addr} is not one");
+    }
+    if args.clients.is_empty() || args.clients.contains(&0) {
+        bail!("--clients must list positive counts");
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .worker_threads(2)
+        .build()
+        .context("starting the async runtime")?;
+    let body: Arc<str> = args.body.clone().into();
+    let mut runs = Vec::new();
+    for &clients in &args.clients {
+        let run = runtime.block_on(drive(
+            addr,
+            clients,
+            args.requests,
+            Duration::from_secs(args.seconds),
+            body.clone(),
+        ));
+        println!(
+            "clients {:>3}: {:>4} ok, {:>3} errors in {:>6.2} s | {:>7.2} req/s | latency p50 {:>8.1} ms  p95 {:>8.1} ms  p99 {:>8.1} ms",
+            run.clients,
+            run.ok,
+            run.errors,
+            run.seconds,
+            run.throughput(),
+            run.percentile(0.50),
+            run.percentile(0.95),
+            run.percentile(0.99)
+        );
+        runs.push(run);
+    }
+    let gain = match (runs.first(), runs.last()) {
+        (Some(first), Some(last)) if runs.len() > 1 => {
+            Some(last.throughput() / first.throughput().max(1e-9))
+        }
+        _ => None,
+    };
+    if let Some(gain) = gain {
+        println!(
+            "batching gain ({} clients ÷ {}): {gain:.2}x",
+            runs[runs.len() - 1].clients,
+            runs[0].clients
+        );
+    }
+    if args.json {
+        let runs_json: Vec<_> = runs
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "clients": r.clients, "ok": r.ok, "errors": r.errors, "seconds": r.seconds,
+                    "requests_per_s": r.throughput(), "p50_ms": r.percentile(0.5),
+                    "p95_ms": r.percentile(0.95), "p99_ms": r.percentile(0.99),
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"runs": runs_json, "batching_gain": gain})
+        );
+    }
+    Ok(())
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback()
+}
+
+/// `clients` concurrent clients sending requests back to back until `requests` were sent or
+/// `limit` passed.
+async fn drive(
+    addr: SocketAddr,
+    clients: usize,
+    requests: usize,
+    limit: Duration,
+    body: Arc<str>,
+) -> Run {
+    let sent = Arc::new(AtomicUsize::new(0));
+    let start = Instant::now();
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let (sent, body) = (sent.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut results = Vec::new();
+                while sent.fetch_add(1, Ordering::Relaxed) < requests && start.elapsed() < limit {
+                    let begin = Instant::now();
+                    let ok = matches!(post(addr, "/v1/generate", &body).await, Ok(200));
+                    results.push((ok, begin.elapsed().as_secs_f64() * 1e3));
+                }
+                results
+            })
+        })
+        .collect();
+    let mut latencies_ms = Vec::new();
+    let mut errors = 0;
+    for task in tasks {
+        for (ok, ms) in task.await.unwrap_or_default() {
+            if ok {
+                latencies_ms.push(ms);
+            } else {
+                errors += 1;
+            }
+        }
+    }
+    latencies_ms.sort_by(f64::total_cmp);
+    Run {
+        clients,
+        ok: latencies_ms.len(),
+        errors,
+        seconds: start.elapsed().as_secs_f64(),
+        latencies_ms,
+    }
+}
+
+/// A minimal HTTP/1.1 POST; returns the status code (the body is read and discarded).
+async fn post(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<u16> {
+    let mut stream = TcpStream::connect(addr).await?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let status = std::str::from_utf8(&response[..response.len().min(32)])
+        .ok()
+        .and_then(|line| line.split_whitespace().nth(1))
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0);
+    Ok(status)
+}

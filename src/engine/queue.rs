@@ -1,0 +1,113 @@
+//! The state shared by callers and the worker: a bounded FIFO of waiting jobs and the
+//! shutdown flag, under one mutex, with a condition variable to wake the worker.
+
+use super::request::{EngineError, GenerateRequest, Generated};
+use crate::model::Grid;
+use crate::sampling::Trajectory;
+use crate::tensor::Tensor;
+use std::collections::VecDeque;
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// A generate request, validated and ready to run.
+pub struct GenerateJob {
+    /// Engine-wide request id (for logs).
+    pub id: u64,
+    /// The request as given.
+    pub request: GenerateRequest,
+    /// One trajectory per image, at pure noise.
+    pub trajectories: Vec<Trajectory>,
+    /// Forward rows per step (images × (1 + guided)).
+    pub rows: usize,
+    /// When it was accepted.
+    pub submitted: Instant,
+    /// When it must be done by.
+    pub deadline: Option<(Instant, Duration)>,
+    /// When the worker admitted it.
+    pub admitted: Option<Instant>,
+    /// Where the answer goes: `None` once answered; closed when the caller stopped waiting.
+    pub reply: Option<oneshot::Sender<Result<Generated, EngineError>>>,
+    /// The request's tracing span.
+    pub span: tracing::Span,
+}
+
+impl GenerateJob {
+    /// Whether the caller stopped waiting before an answer was sent.
+    pub fn is_abandoned(&self) -> bool {
+        self.reply.as_ref().is_some_and(|r| r.is_closed())
+    }
+
+    /// Sends the answer (at most once).
+    pub fn answer(&mut self, result: Result<Generated, EngineError>) {
+        if let Some(reply) = self.reply.take()
+            && reply.send(result).is_err()
+        {
+            self.span
+                .in_scope(|| tracing::debug!("caller left before the answer"));
+        }
+    }
+}
+
+/// A raw forward (the Open Inference Protocol endpoint), run between steps.
+pub struct ForwardJob {
+    /// `[B, N, D]`.
+    pub x: Tensor,
+    /// `[B]`.
+    pub t: Vec<f32>,
+    /// `[B]` for class-conditional models.
+    pub y: Option<Vec<i64>>,
+    /// Token grid.
+    pub grid: Option<Grid>,
+    /// Where the answer goes.
+    pub reply: oneshot::Sender<Result<Tensor, EngineError>>,
+}
+
+/// Work for the worker.
+pub enum Job {
+    /// Images to denoise.
+    Generate(Box<GenerateJob>),
+    /// One raw forward.
+    Forward(ForwardJob),
+}
+
+/// What the mutex guards.
+#[derive(Default)]
+pub struct State {
+    /// Waiting jobs, oldest first.
+    pub queue: VecDeque<Job>,
+    /// No new jobs are accepted; the worker drains and exits.
+    pub shutting_down: bool,
+}
+
+/// The queue and its wake-up signal.
+#[derive(Default)]
+pub struct Shared {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Shared {
+    /// Locks the state (a panicked holder cannot leave it inconsistent: every update is a
+    /// single push, pop or flag store).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Wakes the worker.
+    pub fn notify(&self) {
+        self.wake.notify_all();
+    }
+
+    /// Waits for a notification or `timeout`.
+    pub fn wait<'a>(
+        &self,
+        guard: MutexGuard<'a, State>,
+        timeout: Duration,
+    ) -> MutexGuard<'a, State> {
+        self.wake
+            .wait_timeout(guard, timeout)
+            .map(|(g, _)| g)
+            .unwrap_or_else(|e| e.into_inner().0)
+    }
+}

@@ -1,0 +1,64 @@
+//! What callers ask of the engine, and how each answer can fail.
+
+use crate::error::Error;
+use crate::model::Grid;
+use crate::sampling::SamplingParams;
+use crate::tensor::Tensor;
+use std::time::Duration;
+
+/// A request for `num_images` images.
+#[derive(Debug, Clone)]
+pub struct GenerateRequest {
+    /// The class to generate. `None`: for a class-conditional model, classes cycle
+    /// 0, 1, …, C−1 over the images (as `linear-dit sample` without `--class`); for an
+    /// unconditional model, the only choice.
+    pub class_label: Option<usize>,
+    /// Images to generate; image `i` is seeded by (`seed`, `i`), so the result equals
+    /// `linear-dit sample --seed S` whatever else the engine is running.
+    pub num_images: usize,
+    /// Sampler, steps, guidance, schedule.
+    pub params: SamplingParams,
+    /// Noise seed.
+    pub seed: u64,
+    /// Token grid of each image.
+    pub grid: Grid,
+    /// Give up (HTTP 504) if not done within this time of submission; `None`: the engine's
+    /// default.
+    pub deadline: Option<Duration>,
+}
+
+/// A completed request.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// `[n, C, H, W]` in [−1, 1].
+    pub images: Tensor,
+    /// Time spent waiting for a slot.
+    pub queued: Duration,
+    /// Time from submission to completion.
+    pub elapsed: Duration,
+    /// Denoising steps each image took.
+    pub steps: usize,
+}
+
+/// Why the engine did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is malformed (HTTP 400).
+    #[error(transparent)]
+    Invalid(#[from] Error),
+    /// The request can never fit one forward (HTTP 400).
+    #[error("request too large: {0}")]
+    TooLarge(String),
+    /// The queue is full (HTTP 429); nothing was done, retry later.
+    #[error("queue full: {0} requests are waiting; retry later")]
+    QueueFull(usize),
+    /// The engine is shutting down (HTTP 503).
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    /// The deadline passed before completion (HTTP 504); the request's slot was freed.
+    #[error("deadline of {0:?} passed before the request completed")]
+    DeadlineExceeded(Duration),
+    /// A forward failed (HTTP 500).
+    #[error("inference failed: {0}")]
+    Failed(String),
+}
