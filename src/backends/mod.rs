@@ -2,6 +2,7 @@
 //! reference the others are checked against.
 
 pub mod cpu;
+pub mod cuda;
 
 use crate::error::{Error, Result};
 use crate::model::{ForwardShape, Input};
@@ -93,11 +94,17 @@ impl std::str::FromStr for Precision {
 pub fn create(weights: &Weights, device: Device, precision: Precision) -> Result<Box<dyn Backend>> {
     match device {
         Device::Cpu => cpu_backend(weights, precision, false),
-        Device::Cuda => Err(cuda_unavailable()),
-        Device::Auto => {
-            tracing::info!(reason = %cuda_unavailable(), "using the CPU backend");
-            cpu_backend(weights, precision, true)
-        }
+        Device::Cuda => Ok(Box::new(cuda::CudaBackend::new(weights, precision)?)),
+        Device::Auto => match cuda::CudaBackend::new(weights, precision) {
+            Ok(backend) => {
+                tracing::info!(device = %backend.describe(), "using the CUDA backend");
+                Ok(Box::new(backend))
+            }
+            Err(reason) => {
+                tracing::info!(%reason, "no usable GPU; using the CPU backend");
+                cpu_backend(weights, precision, true)
+            }
+        },
     }
 }
 
@@ -127,11 +134,4 @@ fn cpu_backend(
         }
     }
     Ok(Box::new(cpu::CpuBackend::new(weights)?))
-}
-
-fn cuda_unavailable() -> Error {
-    Error::BackendUnavailable {
-        backend: "cuda",
-        reason: "this build has no CUDA backend yet; use --backend cpu".into(),
-    }
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod config_flags;
+mod doctor;
 mod forward;
 mod info;
 mod init;
@@ -46,6 +47,8 @@ pub enum Command {
     Serve(serve::ServeArgs),
     /// Load-test a local server: throughput, latency percentiles, batching gain.
     Loadgen(loadgen::LoadgenArgs),
+    /// Diagnose the GPU set-up: driver, devices, CUDA libraries, how kernels were built.
+    Doctor(doctor::DoctorArgs),
 }
 
 /// Runs the parsed command.
@@ -63,5 +66,6 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Sample(args) => sample::run(args),
         Command::Serve(args) => serve::run(args),
         Command::Loadgen(args) => loadgen::run(args),
+        Command::Doctor(args) => doctor::run(args),
     }
 }

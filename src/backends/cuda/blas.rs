@@ -1,0 +1,264 @@
+//! GEMMs through cuBLASLt: bf16/fp16 (or fp32) inputs, fp32 accumulation, bias and GELU
+//! fused as epilogues. Each distinct shape gets a plan — descriptors, layouts and the
+//! algorithm cuBLASLt's heuristic picks — made once and reused by every later call (and by
+//! CUDA-graph capture, which needs no allocation: the workspace is preallocated).
+//!
+//! Layout: our tensors are row-major and a Linear weight is `[out, in]`, so `Y = X Wᵀ` is, in
+//! cuBLASLt's column-major terms, `Yᵀ (out × rows) = W (in × out)ᵀ · Xᵀ (in × rows)`:
+//! A = W with TRANSA = T, B = X, D = Y, all with their natural leading dimensions.
+
+use super::device::device_error;
+use crate::error::Result;
+use cudarc::cublaslt::result as lt;
+use cudarc::cublaslt::sys;
+use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::mem::size_of;
+use std::sync::Arc;
+
+/// Element type of a GEMM operand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GemmType {
+    /// fp32.
+    F32,
+    /// bf16.
+    Bf16,
+    /// fp16.
+    F16,
+}
+
+impl GemmType {
+    fn cuda(self) -> sys::cudaDataType {
+        match self {
+            GemmType::F32 => sys::cudaDataType_t::CUDA_R_32F,
+            GemmType::Bf16 => sys::cudaDataType_t::CUDA_R_16BF,
+            GemmType::F16 => sys::cudaDataType_t::CUDA_R_16F,
+        }
+    }
+}
+
+/// What cuBLASLt applies to the product before storing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Epilogue {
+    /// Nothing.
+    None,
+    /// `+ bias` (bias in the output type).
+    Bias,
+    /// `GELU(· + bias)`, tanh approximation (DiT's GELU).
+    GeluBias,
+}
+
+/// A GEMM shape: `out [rows, n] = x [rows, k] · w [n, k]ᵀ`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GemmShape {
+    /// Rows of x and out (tokens).
+    pub rows: usize,
+    /// Output features.
+    pub n: usize,
+    /// Input features.
+    pub k: usize,
+    /// Type of x and w.
+    pub input: GemmType,
+    /// Type of out (and bias).
+    pub output: GemmType,
+    /// The epilogue.
+    pub epilogue: Epilogue,
+}
+
+/// Descriptors and algorithm of one shape.
+struct Plan {
+    desc: sys::cublasLtMatmulDesc_t,
+    a: sys::cublasLtMatrixLayout_t,
+    b: sys::cublasLtMatrixLayout_t,
+    d: sys::cublasLtMatrixLayout_t,
+    algo: sys::cublasLtMatmulAlgo_t,
+}
+
+impl Drop for Plan {
+    fn drop(&mut self) {
+        // SAFETY: created by this plan and destroyed once; errors at teardown are ignored.
+        unsafe {
+            let _ = lt::destroy_matrix_layout(self.a);
+            let _ = lt::destroy_matrix_layout(self.b);
+            let _ = lt::destroy_matrix_layout(self.d);
+            let _ = lt::destroy_matmul_desc(self.desc);
+        }
+    }
+}
+
+/// A cuBLASLt handle, its workspace, and the plans made so far.
+pub struct Blas {
+    handle: sys::cublasLtHandle_t,
+    workspace: CudaSlice<u8>,
+    stream: Arc<CudaStream>,
+    plans: HashMap<GemmShape, Plan>,
+}
+
+// SAFETY: the handle and descriptors are used by one thread at a time (the backend's
+// state is behind a mutex); cuBLASLt handles may move between threads.
+unsafe impl Send for Blas {}
+
+impl Drop for Blas {
+    fn drop(&mut self) {
+        self.plans.clear();
+        // SAFETY: created in `new`, destroyed once.
+        let _ = unsafe { lt::destroy_handle(self.handle) };
+    }
+}
+
+/// cuBLASLt's recommended workspace: 32 MiB on Hopper, 4 MiB before.
+fn workspace_bytes(major: i32) -> usize {
+    if major >= 9 { 32 << 20 } else { 4 << 20 }
+}
+
+impl Blas {
+    /// A handle issuing work on `stream`.
+    pub fn new(stream: Arc<CudaStream>, compute_major: i32) -> Result<Self> {
+        let handle = lt::create_handle().map_err(|e| device_error("cublasLtCreate", e))?;
+        let workspace = stream
+            .alloc_zeros::<u8>(workspace_bytes(compute_major))
+            .map_err(|e| device_error("allocating the cuBLASLt workspace", e))?;
+        Ok(Blas {
+            handle,
+            workspace,
+            stream,
+            plans: HashMap::new(),
+        })
+    }
+
+    /// `out = x · wᵀ` (+ epilogue) with raw device pointers.
+    ///
+    /// # Safety
+    /// The pointers must address device buffers of the sizes `shape` implies (and `bias` one
+    /// of `shape.n` elements when the epilogue uses it), valid until the stream has run.
+    pub unsafe fn linear(
+        &mut self,
+        shape: GemmShape,
+        x: u64,
+        w: u64,
+        bias: Option<u64>,
+        out: u64,
+    ) -> Result<()> {
+        if !self.plans.contains_key(&shape) {
+            let plan = self.plan(shape)?;
+            self.plans.insert(shape, plan);
+        }
+        let plan = &self.plans[&shape];
+        if let Some(bias) = bias {
+            // SAFETY: `plan.desc` is live; the attribute is a device pointer.
+            unsafe {
+                lt::set_matmul_desc_attribute(
+                    plan.desc,
+                    sys::cublasLtMatmulDescAttributes_t::CUBLASLT_MATMUL_DESC_BIAS_POINTER,
+                    (&bias) as *const u64 as *const c_void,
+                    size_of::<u64>(),
+                )
+            }
+            .map_err(|e| device_error("setting the GEMM bias", e))?;
+        }
+        let (alpha, beta) = (1.0f32, 0.0f32);
+        let (workspace, _sync) = self.workspace.device_ptr(&self.stream);
+        // SAFETY: the plan's descriptors match the pointers' buffers (caller's contract).
+        unsafe {
+            lt::matmul(
+                self.handle,
+                plan.desc,
+                (&alpha) as *const f32 as *const c_void,
+                (&beta) as *const f32 as *const c_void,
+                w as *const c_void,
+                plan.a,
+                x as *const c_void,
+                plan.b,
+                out as *const c_void,
+                plan.d,
+                out as *mut c_void,
+                plan.d,
+                &plan.algo,
+                workspace as *mut c_void,
+                self.workspace.len(),
+                self.stream.cu_stream() as *mut _,
+            )
+        }
+        .map_err(|e| device_error(&format!("cublasLtMatmul {shape:?}"), e))
+    }
+
+    /// Builds the descriptors of `shape` and asks the heuristic for its best algorithm.
+    fn plan(&self, shape: GemmShape) -> Result<Plan> {
+        let fail = |what: &'static str| move |e| device_error(&format!("{what} for {shape:?}"), e);
+        let desc = lt::create_matmul_desc(
+            sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
+            sys::cudaDataType_t::CUDA_R_32F,
+        )
+        .map_err(fail("cublasLtMatmulDescCreate"))?;
+        let (k, n, rows) = (shape.k as u64, shape.n as u64, shape.rows as u64);
+        let make = |t: GemmType, r: u64, c: u64| lt::create_matrix_layout(t.cuda(), r, c, r as i64);
+        let mut plan = Plan {
+            desc,
+            a: make(shape.input, k, n).map_err(fail("layout A"))?,
+            b: make(shape.input, k, rows).map_err(fail("layout B"))?,
+            d: make(shape.output, n, rows).map_err(fail("layout D"))?,
+            // SAFETY: plain-old-data, overwritten by the heuristic below.
+            algo: unsafe { std::mem::zeroed() },
+        };
+        let set = |attr: sys::cublasLtMatmulDescAttributes_t, value: i32| {
+            // SAFETY: the descriptor is live; every attribute set here is a 32-bit enum.
+            unsafe {
+                lt::set_matmul_desc_attribute(
+                    desc,
+                    attr,
+                    (&value) as *const i32 as *const c_void,
+                    size_of::<i32>(),
+                )
+            }
+        };
+        use sys::cublasLtMatmulDescAttributes_t as D;
+        set(D::CUBLASLT_MATMUL_DESC_TRANSA, 1).map_err(fail("TRANSA"))?;
+        set(D::CUBLASLT_MATMUL_DESC_TRANSB, 0).map_err(fail("TRANSB"))?;
+        let epilogue = match shape.epilogue {
+            Epilogue::None => sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_DEFAULT,
+            Epilogue::Bias => sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_BIAS,
+            Epilogue::GeluBias => sys::cublasLtEpilogue_t::CUBLASLT_EPILOGUE_GELU_BIAS,
+        };
+        set(D::CUBLASLT_MATMUL_DESC_EPILOGUE, epilogue as i32).map_err(fail("EPILOGUE"))?;
+        if shape.epilogue != Epilogue::None {
+            set(
+                D::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
+                shape.output.cuda() as i32,
+            )
+            .map_err(fail("BIAS_DATA_TYPE"))?;
+        }
+        let pref = lt::create_matmul_pref().map_err(fail("cublasLtMatmulPreferenceCreate"))?;
+        let bytes = self.workspace.len();
+        // SAFETY: `pref` is live; the attribute is a usize.
+        let heuristic = unsafe {
+            lt::set_matmul_pref_attribute(
+                pref,
+                sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                (&bytes) as *const usize as *const c_void,
+                size_of::<usize>(),
+            )
+            .and_then(|_| {
+                lt::get_matmul_algo_heuristic(
+                    self.handle,
+                    plan.desc,
+                    plan.a,
+                    plan.b,
+                    plan.d,
+                    plan.d,
+                    pref,
+                )
+            })
+        };
+        // SAFETY: created above.
+        let _ = unsafe { lt::destroy_matmul_pref(pref) };
+        plan.algo = heuristic.map_err(fail("no cuBLASLt algorithm"))?.algo;
+        tracing::debug!(?shape, "cuBLASLt plan cached");
+        Ok(plan)
+    }
+
+    /// Number of cached plans.
+    pub fn plans(&self) -> usize {
+        self.plans.len()
+    }
+}

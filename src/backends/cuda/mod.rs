@@ -1,0 +1,399 @@
+//! The CUDA backend: hand-written kernels (`kernels/`) for the fused AdaLN, linear attention
+//! and conditioning, cuBLASLt for the GEMMs, bf16/fp16 storage with fp32 accumulation (or
+//! fp32 throughout as an on-GPU reference), one arena per forward shape, and the whole
+//! forward captured as a CUDA graph after warm-up.
+//!
+//! Work is issued on a compute stream; inputs and outputs move through pinned staging
+//! buffers on a copy stream, ordered by events. The backend is `Send + Sync`: a mutex
+//! serialises forwards on the device (the serving engine runs one worker per device anyway).
+
+pub mod blas;
+pub mod device;
+mod forward;
+pub mod module;
+mod ops;
+mod plan;
+mod weights;
+
+pub use device::{CudaLibrary, DeviceInfo};
+pub use module::{KernelBuild, kernel_build};
+pub use ops::StorageType;
+
+use super::{Backend, Precision};
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::model::embedding::sincos_positions;
+use crate::model::{ForwardShape, Grid, Input};
+use crate::tensor::Tensor;
+use crate::weights::Weights;
+use blas::Blas;
+use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
+use cudarc::driver::{CudaContext, CudaStream};
+use device::{device_error, guarded, unavailable};
+use forward::Device;
+use module::Kernels;
+use ops::Ops;
+use plan::{Plan, batch_bucket};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use weights::{DeviceBuffer, DeviceWeights};
+
+/// Forward shapes (and their graphs) kept at once; the oldest is dropped beyond this.
+const MAX_PLANS: usize = 16;
+
+/// The CUDA backend for one set of weights on one device.
+pub struct CudaBackend {
+    config: Config,
+    dtype: StorageType,
+    info: DeviceInfo,
+    state: Mutex<State>,
+}
+
+struct State {
+    ctx: Arc<CudaContext>,
+    compute: Arc<CudaStream>,
+    copy: Arc<CudaStream>,
+    ops: Ops,
+    blas: Blas,
+    weights: DeviceWeights,
+    plans: HashMap<(usize, usize), Plan>,
+    plan_order: Vec<(usize, usize)>,
+    positions: HashMap<Grid, DeviceBuffer>,
+    use_graphs: bool,
+}
+
+// SAFETY: every CUDA object in `State` is only touched with the mutex held, and the context
+// is bound to the calling thread before use.
+unsafe impl Send for State {}
+
+impl CudaBackend {
+    /// Opens device 0 and uploads `weights` in `precision` (`Auto`: bf16).
+    pub fn new(weights: &Weights, precision: Precision) -> Result<Self> {
+        let dtype = match precision {
+            Precision::Auto | Precision::Bf16 => StorageType::Bf16,
+            Precision::F16 => StorageType::F16,
+            Precision::F32 => StorageType::F32,
+        };
+        let config = weights.config().clone();
+        if config.head_dim() > ops::MAX_HEAD_DIM {
+            return Err(unavailable(format!(
+                "head_dim {} exceeds the {} the attention kernels support",
+                config.head_dim(),
+                ops::MAX_HEAD_DIM
+            )));
+        }
+        let info = device::devices()?.remove(0);
+        if !CudaLibrary::CublasLt.is_present() {
+            return Err(unavailable(
+                "libcublasLt.so was not found (needed for the GEMMs); put the CUDA libraries on LD_LIBRARY_PATH",
+            ));
+        }
+        let state = guarded("opening the GPU", || {
+            let ctx =
+                CudaContext::new(0).map_err(|e| device_error("creating the CUDA context", e))?;
+            // The arena is ordered by hand (one compute stream, events for the copies): the
+            // per-buffer event tracking cudarc does by default would only add overhead.
+            // SAFETY: no buffer of this context is shared across streams without our events.
+            unsafe { ctx.disable_event_tracking() };
+            raise_pool_threshold(&ctx);
+            let compute = ctx
+                .new_stream()
+                .map_err(|e| device_error("creating the compute stream", e))?;
+            let copy = ctx
+                .new_stream()
+                .map_err(|e| device_error("creating the copy stream", e))?;
+            let kernels = Kernels::load(&ctx, info.compute_capability)?;
+            tracing::info!(origin = %kernels.origin, "kernels loaded");
+            let ops = Ops::new(&kernels, dtype, compute.clone())?;
+            let blas = Blas::new(compute.clone(), info.compute_capability.0)?;
+            let weights = DeviceWeights::upload(weights, dtype, &compute)?;
+            compute
+                .synchronize()
+                .map_err(|e| device_error("uploading weights", e))?;
+            Ok(State {
+                ctx,
+                compute,
+                copy,
+                ops,
+                blas,
+                weights,
+                plans: HashMap::new(),
+                plan_order: Vec::new(),
+                positions: HashMap::new(),
+                use_graphs: std::env::var_os("LINEAR_DIT_NO_GRAPHS").is_none(),
+            })
+        })?;
+        Ok(CudaBackend {
+            config,
+            dtype,
+            info,
+            state: Mutex::new(state),
+        })
+    }
+
+    /// The device.
+    pub fn device(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    /// Turns CUDA-graph capture on or off (on by default; `LINEAR_DIT_NO_GRAPHS` turns it
+    /// off at start), e.g. to compare replay with eager launches.
+    pub fn set_graphs(&self, enabled: bool) {
+        self.lock().use_graphs = enabled;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Lets the stream-ordered pool keep freed memory instead of returning it to the driver at
+/// every synchronisation (the default threshold is 0).
+fn raise_pool_threshold(ctx: &Arc<CudaContext>) {
+    let result = (|| {
+        // SAFETY: the device handle comes from a live context; the attribute is a u64.
+        unsafe {
+            let pool = cudarc::driver::result::device::get_default_mem_pool(ctx.cu_device())?;
+            let mut threshold: u64 = u64::MAX;
+            cudarc::driver::result::mem_pool::set_attribute(
+                pool,
+                cudarc::driver::sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+                (&mut threshold) as *mut u64 as *mut std::ffi::c_void,
+            )
+        }
+    })();
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "could not raise the memory pool's release threshold");
+    }
+}
+
+impl Backend for CudaBackend {
+    fn name(&self) -> &'static str {
+        "cuda"
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "cuda: {} (sm_{}{}, {})",
+            self.info.name,
+            self.info.compute_capability.0,
+            self.info.compute_capability.1,
+            self.dtype.suffix()
+        )
+    }
+
+    fn forward(&self, input: &Input<'_>, shape: ForwardShape) -> Result<Tensor> {
+        let mut state = self.lock();
+        guarded("running the forward", || {
+            state.forward(&self.config, self.dtype, &self.info, input, shape)
+        })
+    }
+}
+
+impl State {
+    fn forward(
+        &mut self,
+        config: &Config,
+        dtype: StorageType,
+        info: &DeviceInfo,
+        input: &Input<'_>,
+        shape: ForwardShape,
+    ) -> Result<Tensor> {
+        self.ctx
+            .bind_to_thread()
+            .map_err(|e| device_error("binding the context", e))?;
+        let (batch, tokens) = (shape.batch, shape.tokens);
+        let bucket = batch_bucket(batch);
+        let key = (bucket, tokens);
+        if !self.plans.contains_key(&key) {
+            if self.plans.len() >= MAX_PLANS {
+                let oldest = self.plan_order.remove(0);
+                self.plans.remove(&oldest);
+            }
+            let plan = Plan::new(
+                config,
+                dtype,
+                bucket,
+                tokens,
+                &self.compute,
+                info.multiprocessors as usize,
+            )?;
+            self.plans.insert(key, plan);
+            self.plan_order.push(key);
+        }
+        let positions = match config.flavor {
+            crate::config::Flavor::Dit => {
+                if !self.positions.contains_key(&shape.grid) {
+                    let table = sincos_positions(config.hidden_size, shape.grid);
+                    let buffer = DeviceBuffer::upload(&self.compute, bytemuck::cast_slice(&table))?;
+                    self.positions.insert(shape.grid, buffer);
+                }
+                self.positions[&shape.grid].addr()
+            }
+            crate::config::Flavor::Edifice => 0,
+        };
+        let plan = self
+            .plans
+            .get_mut(&key)
+            .ok_or_else(|| device_error("plan", "missing"))?;
+        // A graph captured for another grid of the same token count would use its positions.
+        if plan.graph.is_some() && config.flavor == crate::config::Flavor::Dit {
+            let same = self.positions.get(&shape.grid).map(|p| p.addr()) == Some(positions);
+            if !same {
+                plan.graph = None;
+            }
+        }
+
+        stage_inputs(plan, input, batch)?;
+        upload(plan, &self.copy, config)?;
+        let uploaded = self
+            .copy
+            .record_event(None)
+            .map_err(|e| device_error("recording an event", e))?;
+        self.compute
+            .wait(&uploaded)
+            .map_err(|e| device_error("waiting for the upload", e))?;
+
+        let mut device = Device {
+            config,
+            ops: &self.ops,
+            blas: &mut self.blas,
+            weights: &self.weights,
+            positions,
+        };
+        match &plan.graph {
+            Some(graph) => graph
+                .launch()
+                .map_err(|e| device_error("launching the CUDA graph", e))?,
+            None if self.use_graphs && plan.eager_runs >= 1 && !plan.graph_failed => {
+                // Warm (plans, modules, cuBLASLt heuristics all resolved): capture.
+                match capture(&self.compute, &mut device, plan) {
+                    Ok(graph) => {
+                        graph
+                            .launch()
+                            .map_err(|e| device_error("launching the CUDA graph", e))?;
+                        tracing::debug!(
+                            batch = plan.batch,
+                            tokens,
+                            "captured the forward as a CUDA graph"
+                        );
+                        plan.graph = Some(graph);
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "CUDA graph capture failed; running eagerly from now on");
+                        plan.graph_failed = true;
+                        device.enqueue(plan)?;
+                    }
+                }
+            }
+            None => {
+                device.enqueue(plan)?;
+                plan.eager_runs += 1;
+            }
+        }
+        let done = self
+            .compute
+            .record_event(None)
+            .map_err(|e| device_error("recording an event", e))?;
+        self.copy
+            .wait(&done)
+            .map_err(|e| device_error("waiting for the forward", e))?;
+        download(plan, &self.copy, batch * tokens * config.input_dim)?;
+        self.copy
+            .synchronize()
+            .map_err(|e| device_error("the forward", e))?;
+        let out = plan
+            .staging
+            .out
+            .as_slice()
+            .map_err(|e| device_error("reading the output", e))?;
+        Tensor::new(
+            vec![batch, tokens, config.input_dim],
+            out[..batch * tokens * config.input_dim].to_vec(),
+        )
+    }
+}
+
+/// Captures `device.enqueue(plan)` on `stream` as a graph.
+fn capture(
+    stream: &Arc<CudaStream>,
+    device: &mut Device<'_>,
+    plan: &Plan,
+) -> Result<cudarc::driver::CudaGraph> {
+    stream
+        .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+        .map_err(|e| device_error("beginning graph capture", e))?;
+    let enqueued = device.enqueue(plan);
+    let graph = stream.end_capture(CUgraphInstantiate_flags(0));
+    enqueued?;
+    graph
+        .map_err(|e| device_error("ending graph capture", e))?
+        .ok_or_else(|| device_error("graph capture", "captured nothing"))
+}
+
+/// Copies the inputs into the pinned staging buffers, padding the batch bucket with
+/// harmless rows (zeros, t = 0, label 0).
+fn stage_inputs(plan: &mut Plan, input: &Input<'_>, batch: usize) -> Result<()> {
+    let pinned = |e| device_error("writing pinned staging memory", e);
+    let x = plan.staging.x.as_mut_slice().map_err(pinned)?;
+    let n = input.x.data().len();
+    x[..n].copy_from_slice(input.x.data());
+    x[n..].fill(0.0);
+    let t = plan.staging.t.as_mut_slice().map_err(pinned)?;
+    t[..batch].copy_from_slice(input.t);
+    t[batch..].fill(0.0);
+    let y = plan.staging.y.as_mut_slice().map_err(pinned)?;
+    y.fill(0);
+    if let Some(labels) = input.y {
+        y[..batch].copy_from_slice(labels);
+    }
+    Ok(())
+}
+
+fn upload(plan: &Plan, stream: &CudaStream, config: &Config) -> Result<()> {
+    let b = plan.buffers;
+    let fail = |e| device_error("copying inputs to the GPU", e);
+    let staging = &plan.staging;
+    let rows = plan.batch * plan.tokens;
+    // SAFETY: destinations are arena buffers of exactly these sizes; sources are pinned.
+    unsafe {
+        let x = staging.x.as_slice().map_err(fail)?;
+        cudarc::driver::result::memcpy_htod_async(
+            b.x_upload,
+            &x[..rows * config.input_dim],
+            stream.cu_stream(),
+        )
+        .map_err(fail)?;
+        let t = staging.t.as_slice().map_err(fail)?;
+        cudarc::driver::result::memcpy_htod_async(b.t, t, stream.cu_stream()).map_err(fail)?;
+        let y = staging.y.as_slice().map_err(fail)?;
+        cudarc::driver::result::memcpy_htod_async(b.y, y, stream.cu_stream()).map_err(fail)?;
+    }
+    Ok(())
+}
+
+fn download(plan: &mut Plan, stream: &CudaStream, n: usize) -> Result<()> {
+    let fail = |e| device_error("copying eps from the GPU", e);
+    let src = plan.buffers.out;
+    let out = plan.staging.out.as_mut_slice().map_err(fail)?;
+    // SAFETY: `out` is pinned and at least `n` long; `src` holds the forward's output.
+    unsafe { cudarc::driver::result::memcpy_dtoh_async(&mut out[..n], src, stream.cu_stream()) }
+        .map_err(fail)
+}
+
+/// Why the CUDA backend cannot run here, or `None` when it can (a device with the libraries
+/// the backend needs).
+pub fn unavailable_reason() -> Option<Error> {
+    if let Err(e) = device::devices() {
+        return Some(e);
+    }
+    if !CudaLibrary::CublasLt.is_present() {
+        return Some(unavailable("libcublasLt.so was not found"));
+    }
+    if kernel_build().source == "nvrtc" && !CudaLibrary::Nvrtc.is_present() {
+        return Some(unavailable(
+            "no prebuilt kernels and no libnvrtc.so to compile them",
+        ));
+    }
+    None
+}
