@@ -50,6 +50,12 @@ impl Model {
         })
     }
 
+    /// A model over an already built backend (e.g. a [`crate::backends::cuda::CudaBackend`]
+    /// configured by hand).
+    pub fn from_backend(config: Config, backend: Box<dyn Backend>) -> Self {
+        Model { config, backend }
+    }
+
     /// Loads a weights file (config from its metadata) onto the best available device.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         Model::new(

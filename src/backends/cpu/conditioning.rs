@@ -127,8 +127,20 @@ pub fn final_modulation(params: &CpuParams, c_act: &[f32], batch: usize, eps: f3
 }
 
 /// `LN(x)·γ + β` then `·(1 + scale) + shift` as one affine: scale' = γ(1 + s), shift' = β(1 + s) + t.
-fn modulated(
+pub(crate) fn modulated(
     norm: Option<&NormParams>,
+    shift: &[f32],
+    scale: &[f32],
+    h: usize,
+    eps: f32,
+) -> NormAffine {
+    let affine = norm.map(|n| (n.weight.as_slice(), n.bias.as_slice()));
+    modulated_affine(affine, shift, scale, h, eps)
+}
+
+/// [`modulated`] on plain slices: `affine` is (γ, β) of an affine LayerNorm.
+pub(crate) fn modulated_affine(
+    affine: Option<(&[f32], &[f32])>,
     shift: &[f32],
     scale: &[f32],
     h: usize,
@@ -137,8 +149,8 @@ fn modulated(
     let mut out_scale = Vec::with_capacity(shift.len());
     let mut out_shift = Vec::with_capacity(shift.len());
     for (i, (&t, &s)) in shift.iter().zip(scale).enumerate() {
-        let (gamma, beta) = match norm {
-            Some(n) => (n.weight.as_slice()[i % h], n.bias.as_slice()[i % h]),
+        let (gamma, beta) = match affine {
+            Some((g, b)) => (g[i % h], b[i % h]),
             None => (1.0, 0.0),
         };
         out_scale.push(gamma * (1.0 + s));

@@ -2,14 +2,14 @@
 //! the fallback where no GPU is usable. Multi-threaded with rayon (the calling thread's pool);
 //! GEMMs through the `gemm` crate; elementwise work fused into the passes around them.
 
-mod activation;
-mod attention;
+pub(crate) mod activation;
+pub(crate) mod attention;
 mod block;
-mod conditioning;
+pub(crate) mod conditioning;
 mod gemm;
-mod linear;
-mod norm;
-mod params;
+pub(crate) mod linear;
+pub(crate) mod norm;
+pub(crate) mod params;
 
 pub use attention::{AttentionShape, linear_attention};
 pub use block::Block;

@@ -13,6 +13,8 @@ mod forward;
 pub mod module;
 mod ops;
 mod plan;
+#[cfg(test)]
+mod tests;
 mod weights;
 
 pub use device::{CudaLibrary, DeviceInfo};

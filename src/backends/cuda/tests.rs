@@ -1,0 +1,514 @@
+//! Every kernel against its CPU twin (the CPU backend's own functions), on random shapes
+//! including ragged token counts (1, 7, 4097), in every storage type. Without a usable GPU
+//! each test prints why and passes: CI has no device; `scripts/gpu-check.sh` runs them on one.
+//!
+//! Inputs are rounded to the storage type first, so the comparison measures the kernel's
+//! arithmetic and its output rounding only. Relative Frobenius tolerances: fp32 1e-5,
+//! fp16 2e-3, bf16 1e-2 (one rounding of the output: 2^-11 resp. 2^-8 per value).
+
+use super::device::devices;
+use super::module::Kernels;
+use super::ops::{Ops, StorageType};
+use super::unavailable_reason;
+use super::weights::{DeviceBuffer, storage_bytes};
+use crate::backends::cpu::activation::{gelu_erf, gelu_tanh, silu};
+use crate::backends::cpu::attention::{AttentionShape, linear_attention};
+use crate::backends::cpu::conditioning::modulated_affine;
+use crate::backends::cpu::linear::linear_rows;
+use crate::backends::cpu::norm::{NormAffine, norm_rows, residual_rows};
+use crate::backends::cpu::params::Linear;
+use crate::config::{Config, Flavor};
+use crate::model::embedding::timestep_features;
+use crate::rng::NormalStream;
+use crate::tensor::SharedF32;
+use cudarc::driver::{CudaContext, CudaStream};
+use std::sync::Arc;
+
+const TYPES: [StorageType; 3] = [StorageType::F32, StorageType::F16, StorageType::Bf16];
+
+fn tolerance(dtype: StorageType) -> f64 {
+    match dtype {
+        StorageType::F32 => 1e-5,
+        StorageType::F16 => 2e-3,
+        StorageType::Bf16 => 1e-2,
+    }
+}
+
+/// A device, its stream and the loaded kernels.
+struct Gpu {
+    _ctx: Arc<CudaContext>,
+    stream: Arc<CudaStream>,
+    kernels: Kernels,
+}
+
+fn gpu() -> Option<Gpu> {
+    if let Some(reason) = unavailable_reason() {
+        println!("skipped (no usable GPU): {reason}");
+        return None;
+    }
+    let info = devices().ok()?.remove(0);
+    let ctx = CudaContext::new(0).expect("CUDA context");
+    // SAFETY: the tests order all work on one stream.
+    unsafe { ctx.disable_event_tracking() };
+    let stream = ctx.new_stream().expect("stream");
+    let kernels = Kernels::load(&ctx, info.compute_capability).expect("kernels");
+    Some(Gpu {
+        _ctx: ctx,
+        stream,
+        kernels,
+    })
+}
+
+impl Gpu {
+    fn ops(&self, dtype: StorageType) -> Ops {
+        Ops::new(&self.kernels, dtype, self.stream.clone()).expect("ops")
+    }
+
+    fn f32(&self, values: &[f32]) -> DeviceBuffer {
+        DeviceBuffer::upload(&self.stream, bytemuck::cast_slice(values)).expect("upload")
+    }
+
+    fn typed(&self, values: &[f32], dtype: StorageType) -> DeviceBuffer {
+        DeviceBuffer::upload(&self.stream, &storage_bytes(values, dtype)).expect("upload")
+    }
+
+    fn i64(&self, values: &[i64]) -> DeviceBuffer {
+        DeviceBuffer::upload(&self.stream, bytemuck::cast_slice(values)).expect("upload")
+    }
+
+    fn zeros(&self, bytes: usize) -> DeviceBuffer {
+        DeviceBuffer::zeros(&self.stream, bytes).expect("alloc")
+    }
+
+    fn read_f32(&self, buffer: &DeviceBuffer, n: usize) -> Vec<f32> {
+        self.stream.synchronize().expect("kernel ran");
+        let mut out = vec![0f32; n];
+        // SAFETY: `buffer` holds at least n floats; the stream is idle.
+        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut out, buffer.addr()) }
+            .expect("download");
+        out
+    }
+
+    fn read_typed(&self, buffer: &DeviceBuffer, n: usize, dtype: StorageType) -> Vec<f32> {
+        self.stream.synchronize().expect("kernel ran");
+        let mut bytes = vec![0u8; n * dtype.size()];
+        // SAFETY: as above.
+        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut bytes, buffer.addr()) }
+            .expect("download");
+        from_storage(&bytes, dtype)
+    }
+}
+
+fn from_storage(bytes: &[u8], dtype: StorageType) -> Vec<f32> {
+    match dtype {
+        StorageType::F32 => bytemuck::cast_slice(bytes).to_vec(),
+        StorageType::Bf16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+        StorageType::F16 => bytes
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
+            .collect(),
+    }
+}
+
+/// `values` as the storage type would hold them.
+fn round(values: &[f32], dtype: StorageType) -> Vec<f32> {
+    from_storage(&storage_bytes(values, dtype), dtype)
+}
+
+fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let stream = NormalStream::new(seed, 99);
+    let mut v = vec![0f32; n];
+    stream.fill(0, &mut v);
+    v.iter_mut().for_each(|x| *x *= scale);
+    v
+}
+
+fn rel_error(got: &[f32], expected: &[f32]) -> f64 {
+    assert_eq!(got.len(), expected.len());
+    let diff: f64 = got
+        .iter()
+        .zip(expected)
+        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
+        .sum();
+    let norm: f64 = expected.iter().map(|&b| (b as f64).powi(2)).sum();
+    (diff / norm.max(1e-30)).sqrt()
+}
+
+fn check(what: &str, dtype: StorageType, got: &[f32], expected: &[f32]) {
+    let err = rel_error(got, expected);
+    println!("{what} [{}]: relative error {err:.2e}", dtype.suffix());
+    assert!(
+        err <= tolerance(dtype),
+        "{what} [{}]: relative error {err:.3e} > {:e}",
+        dtype.suffix(),
+        tolerance(dtype)
+    );
+}
+
+#[test]
+fn linear_attention_matches_cpu_for_ragged_tokens_and_head_sizes() {
+    let Some(gpu) = gpu() else { return };
+    for dtype in TYPES {
+        let ops = gpu.ops(dtype);
+        for (batch, tokens, heads, d) in [
+            (2, 1, 2, 64),
+            (1, 7, 3, 32),
+            (2, 4097, 2, 64),
+            (1, 300, 2, 72),
+            (1, 1000, 1, 128),
+            (3, 256, 8, 64),
+        ] {
+            let shape = AttentionShape {
+                batch,
+                tokens,
+                heads,
+                head_dim: d,
+            };
+            let h = heads * d;
+            let qkv = round(&random(batch * tokens * 3 * h, tokens as u64, 1.0), dtype);
+            let mut expected = vec![0f32; batch * tokens * h];
+            linear_attention(&qkv, &mut expected, shape);
+            let chunk = super::ops::attention_chunk(batch, heads, tokens, 132);
+            let chunks = tokens.div_ceil(chunk);
+            let q = gpu.typed(&qkv, dtype);
+            let partial = gpu.zeros(batch * heads * chunks * (d * d + d) * 4);
+            let state = gpu.zeros(batch * heads * (d * d + d) * 4);
+            let out = gpu.zeros(batch * tokens * h * dtype.size());
+            ops.linear_attention(
+                q.addr(),
+                partial.addr(),
+                state.addr(),
+                out.addr(),
+                batch,
+                tokens,
+                heads,
+                d,
+                chunk,
+            )
+            .unwrap();
+            let got = gpu.read_typed(&out, batch * tokens * h, dtype);
+            check(
+                &format!("linear_attention B={batch} N={tokens} H={heads} d={d}"),
+                dtype,
+                &got,
+                &expected,
+            );
+        }
+    }
+}
+
+#[test]
+fn norm_kernels_match_cpu() {
+    let Some(gpu) = gpu() else { return };
+    for dtype in TYPES {
+        let ops = gpu.ops(dtype);
+        for (batch, tokens, h) in [(2, 7, 512), (1, 1, 48), (3, 33, 1536), (1, 5, 2056)] {
+            let rows = batch * tokens;
+            let x = random(rows * h, 1, 2.0);
+            let affine = NormAffine {
+                scale: random(batch * h, 2, 0.5).iter().map(|v| 1.0 + v).collect(),
+                shift: random(batch * h, 3, 0.5),
+                eps: 1e-6,
+            };
+            let mut expected = vec![0f32; rows * h];
+            norm_rows(&x, &mut expected, h, tokens, &affine);
+            let (dx, scale, shift) = (gpu.f32(&x), gpu.f32(&affine.scale), gpu.f32(&affine.shift));
+            let out = gpu.zeros(rows * h * dtype.size());
+            ops.norm_modulate(
+                dx.addr(),
+                out.addr(),
+                scale.addr(),
+                shift.addr(),
+                rows,
+                h,
+                tokens,
+                1e-6,
+            )
+            .unwrap();
+            check(
+                &format!("norm_modulate R={rows} h={h}"),
+                dtype,
+                &gpu.read_typed(&out, rows * h, dtype),
+                &expected,
+            );
+
+            // Gated residual fused with the next norm; the gate lives in a [B, 6h] matrix.
+            let y = round(&random(rows * h, 4, 1.0), dtype);
+            let bias = round(&random(h, 5, 0.3), dtype);
+            let gates = random(batch * 6 * h, 6, 0.7);
+            let gate: Vec<f32> = gates
+                .chunks(6 * h)
+                .flat_map(|g| g[2 * h..3 * h].to_vec())
+                .collect();
+            let mut x_cpu = x.clone();
+            let mut expected = vec![0f32; rows * h];
+            residual_rows(
+                &mut x_cpu,
+                &y,
+                &bias,
+                &gate,
+                h,
+                tokens,
+                Some((&affine, &mut expected)),
+            );
+            let (dy, db, dg) = (
+                gpu.typed(&y, dtype),
+                gpu.typed(&bias, dtype),
+                gpu.f32(&gates),
+            );
+            let gate_addr = dg.addr() + (2 * h * 4) as u64;
+            ops.residual_norm_modulate(
+                dx.addr(),
+                dy.addr(),
+                db.addr(),
+                gate_addr,
+                6 * h,
+                out.addr(),
+                scale.addr(),
+                shift.addr(),
+                rows,
+                h,
+                tokens,
+                1e-6,
+            )
+            .unwrap();
+            check(
+                &format!("residual (x) R={rows} h={h}"),
+                StorageType::F32,
+                &gpu.read_f32(&dx, rows * h),
+                &x_cpu,
+            );
+            check(
+                &format!("residual_norm_modulate R={rows} h={h}"),
+                dtype,
+                &gpu.read_typed(&out, rows * h, dtype),
+                &expected,
+            );
+        }
+    }
+}
+
+#[test]
+fn conditioning_kernels_match_cpu() {
+    let Some(gpu) = gpu() else { return };
+    for dtype in TYPES {
+        let ops = gpu.ops(dtype);
+        let (batch, h) = (5, 96);
+        let t = [0.0f32, 1.5, 250.25, 999.0, 1000.0];
+        for flavor in [Flavor::Dit, Flavor::Edifice] {
+            let config = Config {
+                hidden_size: h,
+                num_heads: 4,
+                flavor,
+                num_steps: 1000,
+                ..Config::new(8)
+            };
+            let f = config.time_freq_dim();
+            let mut expected = vec![0f32; batch * f];
+            for (row, &t) in expected.chunks_mut(f).zip(&t) {
+                timestep_features(&config, t, row);
+            }
+            let (dt, out) = (gpu.f32(&t), gpu.zeros(batch * f * 4));
+            match flavor {
+                Flavor::Dit => ops
+                    .timestep_features_dit(dt.addr(), out.addr(), batch)
+                    .unwrap(),
+                Flavor::Edifice => ops
+                    .timestep_features_edifice(dt.addr(), out.addr(), batch, h / 2, 1000.0)
+                    .unwrap(),
+            }
+            check(
+                &format!("timestep_features {flavor}"),
+                StorageType::F32,
+                &gpu.read_f32(&out, batch * f),
+                &expected,
+            );
+        }
+
+        // small_linear (with SiLU input and accumulation) against the CPU Linear.
+        for (rows, inp, outp) in [(1, 256, 96), (5, 96, 3456), (13, 37, 61)] {
+            let x = random(rows * inp, 7, 1.0);
+            let w = round(&random(outp * inp, 8, 0.1), dtype);
+            let bias = round(&random(outp, 9, 0.1), dtype);
+            let linear = Linear {
+                weight: SharedF32::from_vec(w.clone()),
+                bias: SharedF32::from_vec(bias.clone()),
+                out: outp,
+                inp,
+            };
+            let activated: Vec<f32> = x.iter().map(|&v| silu(v)).collect();
+            let base = random(rows * outp, 10, 1.0);
+            let expected: Vec<f32> = linear_rows(&activated, rows, &linear)
+                .iter()
+                .zip(&base)
+                .map(|(a, b)| a + b)
+                .collect();
+            let (dx, dw, db, out) = (
+                gpu.f32(&x),
+                gpu.typed(&w, dtype),
+                gpu.typed(&bias, dtype),
+                gpu.f32(&base),
+            );
+            ops.small_linear(
+                dx.addr(),
+                dw.addr(),
+                db.addr(),
+                out.addr(),
+                rows,
+                inp,
+                outp,
+                true,
+                true,
+            )
+            .unwrap();
+            check(
+                &format!("small_linear {rows}x{inp}->{outp}"),
+                StorageType::F32,
+                &gpu.read_f32(&out, rows * outp),
+                &expected,
+            );
+        }
+
+        // One-hot (labels outside [0, C) are the null class) and the class table.
+        let y = [0i64, 3, 4, -1, 2];
+        let dy = gpu.i64(&y);
+        let onehot = gpu.zeros(batch * 4 * 4);
+        ops.class_onehot(dy.addr(), onehot.addr(), batch, 4)
+            .unwrap();
+        let expected: Vec<f32> = y
+            .iter()
+            .flat_map(|&l| (0..4).map(move |c| if l == c { 1.0 } else { 0.0 }))
+            .collect();
+        assert_eq!(gpu.read_f32(&onehot, batch * 4), expected);
+        let table = round(&random(5 * h, 11, 1.0), dtype);
+        let c0 = random(batch * h, 12, 1.0);
+        let labels = [0i64, 4, 2, 1, 3];
+        let expected: Vec<f32> = c0
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| c + table[labels[i / h] as usize * h + i % h])
+            .collect();
+        let (dc, dtab, dl) = (gpu.f32(&c0), gpu.typed(&table, dtype), gpu.i64(&labels));
+        ops.add_class_embedding(dc.addr(), dtab.addr(), dl.addr(), batch, h)
+            .unwrap();
+        check(
+            "add_class_embedding",
+            StorageType::F32,
+            &gpu.read_f32(&dc, batch * h),
+            &expected,
+        );
+    }
+}
+
+#[test]
+fn elementwise_kernels_match_cpu() {
+    let Some(gpu) = gpu() else { return };
+    for dtype in TYPES {
+        let ops = gpu.ops(dtype);
+        for (rows, m) in [(1, 8), (7, 2048), (33, 41)] {
+            let x = round(&random(rows * m, 13, 2.0), dtype);
+            let bias = round(&random(m, 14, 0.5), dtype);
+            for tanh in [true, false] {
+                let gelu = if tanh { gelu_tanh } else { gelu_erf };
+                let expected: Vec<f32> = x
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| gelu(v + bias[i % m]))
+                    .collect();
+                let (dx, db) = (gpu.typed(&x, dtype), gpu.typed(&bias, dtype));
+                ops.bias_gelu(dx.addr(), db.addr(), rows, m, tanh).unwrap();
+                check(
+                    &format!("bias_gelu tanh={tanh} {rows}x{m}"),
+                    dtype,
+                    &gpu.read_typed(&dx, rows * m, dtype),
+                    &expected,
+                );
+            }
+        }
+        // Cast, position add and the modulation fold.
+        let (batch, tokens, h) = (3, 7, 64);
+        let v = random(batch * tokens * h, 15, 3.0);
+        let (dv, dt) = (gpu.f32(&v), gpu.zeros(v.len() * dtype.size()));
+        ops.cast_in(dv.addr(), dt.addr(), v.len() as u64).unwrap();
+        check(
+            "cast_f32_to_T",
+            dtype,
+            &gpu.read_typed(&dt, v.len(), dtype),
+            &round(&v, dtype),
+        );
+        let bias = round(&random(h, 16, 1.0), dtype);
+        let table = random(tokens * h, 17, 1.0);
+        let expected: Vec<f32> = v
+            .iter()
+            .enumerate()
+            .map(|(i, &x)| x + bias[i % h] + table[(i / h % tokens) * h + i % h])
+            .collect();
+        let (dbias, dtable) = (gpu.typed(&bias, dtype), gpu.f32(&table));
+        ops.embed_add(
+            dv.addr(),
+            dbias.addr(),
+            dtable.addr(),
+            batch * tokens,
+            h,
+            tokens,
+        )
+        .unwrap();
+        check(
+            "embed_add",
+            StorageType::F32,
+            &gpu.read_f32(&dv, v.len()),
+            &expected,
+        );
+
+        let modulation = random(batch * 6 * h, 18, 0.5);
+        let gamma = round(
+            &random(h, 19, 0.1)
+                .iter()
+                .map(|g| 1.0 + g)
+                .collect::<Vec<_>>(),
+            dtype,
+        );
+        let beta = round(&random(h, 20, 0.1), dtype);
+        let column = |k: usize| -> Vec<f32> {
+            modulation
+                .chunks(6 * h)
+                .flat_map(|r| r[k * h..(k + 1) * h].to_vec())
+                .collect()
+        };
+        let expected = modulated_affine(Some((&gamma, &beta)), &column(3), &column(4), h, 1e-5);
+        let (dm, dg, db) = (
+            gpu.f32(&modulation),
+            gpu.typed(&gamma, dtype),
+            gpu.typed(&beta, dtype),
+        );
+        let (scale, shift) = (gpu.zeros(batch * h * 4), gpu.zeros(batch * h * 4));
+        ops.modulation_affine(
+            dm.addr(),
+            6 * h,
+            3 * h,
+            4 * h,
+            dg.addr(),
+            db.addr(),
+            scale.addr(),
+            shift.addr(),
+            batch,
+            h,
+        )
+        .unwrap();
+        check(
+            "modulation_affine scale",
+            StorageType::F32,
+            &gpu.read_f32(&scale, batch * h),
+            &expected.scale,
+        );
+        check(
+            "modulation_affine shift",
+            StorageType::F32,
+            &gpu.read_f32(&shift, batch * h),
+            &expected.shift,
+        );
+    }
+}
