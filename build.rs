@@ -27,7 +27,13 @@ const GENCODE: [(&str, &str); 5] = [
 fn main() {
     println!("cargo::rustc-check-cfg=cfg(kernels_fatbin)");
     println!("cargo:rerun-if-changed=kernels");
-    for var in ["NVCC", "CUDA_HOME", "CUDA_PATH", "LINEAR_DIT_SKIP_NVCC"] {
+    for var in [
+        "NVCC",
+        "CUDA_HOME",
+        "CUDA_PATH",
+        "LINEAR_DIT_SKIP_NVCC",
+        "LINEAR_DIT_CUDA_ARCHS",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=.cuda/bin/nvcc");
@@ -55,7 +61,18 @@ fn main() {
     }
     fs::write(out.join("kernels_nvrtc.cu"), nvrtc).expect("write kernels_nvrtc.cu");
 
-    let archs: Vec<&str> = GENCODE.iter().map(|(_, name)| *name).collect();
+    // LINEAR_DIT_CUDA_ARCHS=sm_90a (comma-separated) builds only those targets, e.g. a small
+    // binary for one known GPU (scripts/gpu-bundle.sh).
+    let only = env::var("LINEAR_DIT_CUDA_ARCHS").ok();
+    let gencode: Vec<(&str, &str)> = GENCODE
+        .iter()
+        .copied()
+        .filter(|(_, name)| {
+            only.as_deref()
+                .is_none_or(|list| list.split(',').any(|a| a.trim() == *name))
+        })
+        .collect();
+    let archs: Vec<&str> = gencode.iter().map(|(_, name)| *name).collect();
     let nvcc = if env::var_os("LINEAR_DIT_SKIP_NVCC").is_some() {
         None
     } else {
@@ -73,7 +90,11 @@ fn main() {
             // Skip nvcc when neither the kernels nor the compiler changed since the last build
             // (this script also reruns on every commit, for the commit id).
             let stamp = out.join("kernels.fatbin.stamp");
-            let key = format!("{}\n{}", nvcc.display(), fingerprint(&sources, &header));
+            let key = format!(
+                "{}\n{}\n{archs:?}",
+                nvcc.display(),
+                fingerprint(&sources, &header)
+            );
             if fatbin.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s == key) {
                 emit_fatbin(&fatbin, &nvcc, &archs);
                 return;
@@ -82,8 +103,8 @@ fn main() {
             cmd.arg("-fatbin")
                 .args(["-O3", "-std=c++17", "-Werror", "all-warnings"])
                 .arg(format!("-I{}", kernels.display()));
-            for (gencode, _) in GENCODE {
-                cmd.args(["-gencode", gencode]);
+            for (target, _) in &gencode {
+                cmd.args(["-gencode", target]);
             }
             cmd.arg("-o").arg(&fatbin).arg(&unit);
             let output = cmd

@@ -21,6 +21,20 @@ pub trait Backend: Send + Sync {
     fn forward(&self, input: &Input<'_>, shape: ForwardShape) -> Result<Tensor>;
 }
 
+impl<B: Backend> Backend for std::sync::Arc<B> {
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+
+    fn describe(&self) -> String {
+        (**self).describe()
+    }
+
+    fn forward(&self, input: &Input<'_>, shape: ForwardShape) -> Result<Tensor> {
+        (**self).forward(input, shape)
+    }
+}
+
 /// Which backend to run on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {

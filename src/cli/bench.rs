@@ -4,10 +4,12 @@
 
 use super::config_flags::ConfigFlags;
 use super::progress;
-use anyhow::Result;
+use anyhow::{Result, bail};
 use clap::Args;
+use linear_dit::backends::cuda::CudaBackend;
 use linear_dit::{Device, Grid, InitKind, Input, Model, Precision, Tensor, Weights};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 /// Measure forward throughput for one (batch, tokens) shape.
@@ -43,6 +45,10 @@ pub struct BenchArgs {
     /// End with one JSON object (tokens_per_s, ms_per_forward, …) on the last line.
     #[arg(long)]
     json: bool,
+    /// CUDA only: also time each phase (eager, with events) and measure the device's copy
+    /// bandwidth and bf16 GEMM peak, and report every phase against them.
+    #[arg(long)]
+    profile: bool,
     #[command(flatten)]
     config: ConfigFlags,
 }
@@ -63,7 +69,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     };
     let config = weights.config().clone();
-    let model = Model::with_precision(&weights, args.backend, args.precision)?;
+    let cuda = match (args.profile, args.backend) {
+        (true, Device::Cuda) => Some(Arc::new(CudaBackend::new(&weights, args.precision)?)),
+        (true, _) => bail!("--profile needs --backend cuda"),
+        (false, _) => None,
+    };
+    let model = match &cuda {
+        Some(cuda) => Model::from_backend(config.clone(), Box::new(cuda.clone())),
+        None => Model::with_precision(&weights, args.backend, args.precision)?,
+    };
 
     let (b, n, d) = (args.batch, args.tokens, config.input_dim);
     let x = Tensor::new(vec![b, n, d], random_values(b * n * d, args.seed))?;
@@ -112,8 +126,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         tokens_per_s,
         gflops
     );
+    let profile = match &cuda {
+        Some(cuda) => Some(super::bench_profile::report(
+            cuda, &input, &config, ms_mean,
+        )?),
+        None => None,
+    };
     if args.json {
-        let json = serde_json::json!({
+        let mut json = serde_json::json!({
             "impl": "linear-dit",
             "backend": model.backend_name(),
             "backend_detail": model.describe_backend(),
@@ -131,6 +151,9 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "commit": env!("LINEAR_DIT_COMMIT"),
             "config": config,
         });
+        if let Some(profile) = profile {
+            json["profile"] = profile;
+        }
         println!("{json}");
     }
     Ok(())

@@ -1,6 +1,7 @@
 //! The `linear-dit` command line (SPEC, "Command line"): one file per subcommand.
 
 mod bench;
+mod bench_profile;
 mod config_flags;
 mod doctor;
 mod forward;

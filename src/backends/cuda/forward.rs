@@ -5,6 +5,7 @@
 use super::blas::{Blas, Epilogue, GemmShape, GemmType};
 use super::ops::{Ops, StorageType};
 use super::plan::Plan;
+use super::profile::Profiler;
 use super::weights::{DeviceLinear, DeviceWeights};
 use crate::config::{Config, Flavor};
 use crate::error::Result;
@@ -37,9 +38,19 @@ pub struct Device<'a> {
     pub weights: &'a DeviceWeights,
     /// dit positions of this plan's grid, fp32 `[N, h]` (0 for edifice).
     pub positions: u64,
+    /// Times each phase when profiling.
+    pub profiler: Option<&'a mut Profiler>,
 }
 
 impl Device<'_> {
+    /// Ends phase `name` (profiling only).
+    fn mark(&mut self, name: &'static str) -> Result<()> {
+        match self.profiler.as_deref_mut() {
+            Some(profiler) => profiler.mark(name),
+            None => Ok(()),
+        }
+    }
+
     /// `out = x · Wᵀ` (+ epilogue) for `rows` rows.
     fn linear(
         &mut self,
@@ -202,6 +213,8 @@ impl Device<'_> {
             (None, None) => {}
         }
 
+        self.mark("conditioning")?;
+
         // Tokens: x = x_embedder(x_in) + bias + positions (fp32 residual stream).
         if ops.dtype != StorageType::F32 {
             ops.cast_in(b.x_upload, b.x_in, (rows * c.input_dim) as u64)?;
@@ -212,12 +225,15 @@ impl Device<'_> {
             None => (self.positions, tokens),
         };
         ops.embed_add(b.x, w.x_embedder.bias.addr(), table, rows, h, table_rows)?;
+        self.mark("embed")?;
 
         let (s, t) = b.affine(0, batch, h);
         ops.norm_modulate(b.x, b.u, s, t, rows, h, tokens, eps)?;
+        self.mark("norm_modulate")?;
         for (i, block) in w.blocks.iter().enumerate() {
             let gates = b.modulation + (i * 6 * h * 4) as u64;
             self.linear(rows, b.u, &block.qkv, Epilogue::Bias, b.qkv)?;
+            self.mark("gemm_qkv")?;
             ops.linear_attention(
                 b.qkv,
                 b.partial,
@@ -229,7 +245,9 @@ impl Device<'_> {
                 c.head_dim(),
                 plan.attention_chunk,
             )?;
+            self.mark("linear_attention")?;
             self.linear(rows, b.attention, &block.proj, Epilogue::None, b.y_out)?;
+            self.mark("gemm_proj")?;
             let (s2, t2) = b.affine(2 * i + 1, batch, h);
             let gate1 = gates + (2 * h * 4) as u64;
             ops.residual_norm_modulate(
@@ -246,13 +264,16 @@ impl Device<'_> {
                 tokens,
                 eps,
             )?;
+            self.mark("residual_norm_modulate")?;
             if edifice {
                 self.linear(rows, b.u, &block.fc1, Epilogue::None, b.mlp)?;
                 ops.bias_gelu(b.mlp, block.fc1.bias.addr(), rows, block.fc1.out, false)?;
             } else {
                 self.linear(rows, b.u, &block.fc1, Epilogue::GeluBias, b.mlp)?;
             }
+            self.mark("gemm_fc1")?;
             self.linear(rows, b.mlp, &block.fc2, Epilogue::None, b.y_out)?;
+            self.mark("gemm_fc2")?;
             let (s_next, t_next) = b.affine(
                 if i + 1 < layers {
                     2 * (i + 1)
@@ -277,6 +298,7 @@ impl Device<'_> {
                 tokens,
                 eps,
             )?;
+            self.mark("residual_norm_modulate")?;
         }
 
         // eps = final_linear(u) + bias, written in fp32.
@@ -298,7 +320,8 @@ impl Device<'_> {
                 Some(w.final_bias_f32.addr()),
                 b.out,
             )
-        }
+        }?;
+        self.mark("gemm_out")
     }
 
     /// A GEMM with fp32 output (the residual stream), no epilogue.

@@ -13,6 +13,7 @@ mod forward;
 pub mod module;
 mod ops;
 mod plan;
+pub mod profile;
 #[cfg(test)]
 mod tests;
 mod weights;
@@ -36,6 +37,7 @@ use forward::Device;
 use module::Kernels;
 use ops::Ops;
 use plan::{Plan, batch_bucket};
+use profile::Profiler;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use weights::{DeviceBuffer, DeviceWeights};
@@ -138,6 +140,32 @@ impl CudaBackend {
         &self.info
     }
 
+    /// The storage type's name: `f32`, `bf16` or `f16`.
+    pub fn describe_precision(&self) -> &'static str {
+        self.dtype.suffix()
+    }
+
+    /// One eager forward of `input`, timed phase by phase with events (for benchmarks; the
+    /// inputs are validated like any forward's).
+    pub fn profile(&self, input: &Input<'_>) -> Result<Phases> {
+        let shape = crate::model::validate(&self.config, input)?;
+        let mut state = self.lock();
+        guarded("profiling the forward", || {
+            state
+                .forward(&self.config, self.dtype, &self.info, input, shape, true)
+                .map(|(_, phases)| phases)
+        })
+    }
+
+    /// The device's measured copy bandwidth and bf16 GEMM throughput.
+    pub fn ceilings(&self) -> Result<profile::Ceilings> {
+        let mut state = self.lock();
+        let state = &mut *state;
+        guarded("measuring the device's ceilings", || {
+            profile::measure_ceilings(&state.compute, &mut state.blas)
+        })
+    }
+
     /// Turns CUDA-graph capture on or off (on by default; `LINEAR_DIT_NO_GRAPHS` turns it
     /// off at start), e.g. to compare replay with eager launches.
     pub fn set_graphs(&self, enabled: bool) {
@@ -187,12 +215,19 @@ impl Backend for CudaBackend {
     fn forward(&self, input: &Input<'_>, shape: ForwardShape) -> Result<Tensor> {
         let mut state = self.lock();
         guarded("running the forward", || {
-            state.forward(&self.config, self.dtype, &self.info, input, shape)
+            state
+                .forward(&self.config, self.dtype, &self.info, input, shape, false)
+                .map(|(eps, _)| eps)
         })
     }
 }
 
+/// Milliseconds per forward phase: (phase, ms, occurrences), in order.
+pub type Phases = Vec<(&'static str, f64, usize)>;
+
 impl State {
+    /// One forward; with `profile`, eager and timed phase by phase.
+    #[allow(clippy::too_many_arguments)]
     fn forward(
         &mut self,
         config: &Config,
@@ -200,7 +235,8 @@ impl State {
         info: &DeviceInfo,
         input: &Input<'_>,
         shape: ForwardShape,
-    ) -> Result<Tensor> {
+        profile: bool,
+    ) -> Result<(Tensor, Phases)> {
         self.ctx
             .bind_to_thread()
             .map_err(|e| device_error("binding the context", e))?;
@@ -238,12 +274,9 @@ impl State {
             .plans
             .get_mut(&key)
             .ok_or_else(|| device_error("plan", "missing"))?;
-        // A graph captured for another grid of the same token count would use its positions.
-        if plan.graph.is_some() && config.flavor == crate::config::Flavor::Dit {
-            let same = self.positions.get(&shape.grid).map(|p| p.addr()) == Some(positions);
-            if !same {
-                plan.graph = None;
-            }
+        // A graph captured for another grid of the same token count reads that grid's positions.
+        if plan.graph.is_some() && plan.captured_positions != positions {
+            plan.graph = None;
         }
 
         stage_inputs(plan, input, batch)?;
@@ -256,14 +289,20 @@ impl State {
             .wait(&uploaded)
             .map_err(|e| device_error("waiting for the upload", e))?;
 
+        let mut profiler = match profile {
+            true => Some(Profiler::new(self.compute.clone())?),
+            false => None,
+        };
         let mut device = Device {
             config,
             ops: &self.ops,
             blas: &mut self.blas,
             weights: &self.weights,
             positions,
+            profiler: profiler.as_mut(),
         };
         match &plan.graph {
+            _ if profile => device.enqueue(plan)?,
             Some(graph) => graph
                 .launch()
                 .map_err(|e| device_error("launching the CUDA graph", e))?,
@@ -280,6 +319,7 @@ impl State {
                             "captured the forward as a CUDA graph"
                         );
                         plan.graph = Some(graph);
+                        plan.captured_positions = positions;
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "CUDA graph capture failed; running eagerly from now on");
@@ -304,15 +344,17 @@ impl State {
         self.copy
             .synchronize()
             .map_err(|e| device_error("the forward", e))?;
+        let phases = profiler.map(Profiler::finish).transpose()?;
         let out = plan
             .staging
             .out
             .as_slice()
             .map_err(|e| device_error("reading the output", e))?;
-        Tensor::new(
+        let eps = Tensor::new(
             vec![batch, tokens, config.input_dim],
             out[..batch * tokens * config.input_dim].to_vec(),
-        )
+        )?;
+        Ok((eps, phases.unwrap_or_default()))
     }
 }
 

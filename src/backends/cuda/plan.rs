@@ -111,6 +111,8 @@ pub struct Plan {
     pub eager_runs: usize,
     /// Capture failed once; stay eager.
     pub graph_failed: bool,
+    /// The position table the graph was captured with (a grid of the same N reads another).
+    pub captured_positions: u64,
     _arena: DeviceBuffer,
 }
 
@@ -223,6 +225,7 @@ impl Plan {
             graph: None,
             eager_runs: 0,
             graph_failed: false,
+            captured_positions: 0,
             _arena: arena,
         })
     }
