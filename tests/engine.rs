@@ -1,7 +1,9 @@
 //! The serving engine: concurrent mixed requests, batch-independent results, overload,
 //! cancellation, deadlines and graceful shutdown — nothing is ever silently lost.
 
-use linear_dit::engine::{Engine, EngineConfig, EngineError, EngineHandle, GenerateRequest, Outcome};
+use linear_dit::engine::{
+    Engine, EngineConfig, EngineError, EngineHandle, GenerateRequest, Outcome,
+};
 use linear_dit::sampling::{SamplerKind, SamplingParams, image_classes, sample};
 use linear_dit::{Config, Device, Grid, InitKind, Model, Weights};
 use std::sync::Arc;
@@ -15,10 +17,22 @@ fn model() -> Arc<Model> {
         num_classes: Some(10),
         ..Config::new(4)
     };
-    Arc::new(Model::new(&Weights::init(&config, InitKind::Random, 9).unwrap(), Device::Cpu).unwrap())
+    Arc::new(
+        Model::new(
+            &Weights::init(&config, InitKind::Random, 9).unwrap(),
+            Device::Cpu,
+        )
+        .unwrap(),
+    )
 }
 
-fn request(class: usize, seed: u64, sampler: SamplerKind, steps: usize, images: usize) -> GenerateRequest {
+fn request(
+    class: usize,
+    seed: u64,
+    sampler: SamplerKind,
+    steps: usize,
+    images: usize,
+) -> GenerateRequest {
     GenerateRequest {
         class_label: Some(class),
         num_images: images,
@@ -46,9 +60,21 @@ fn start(model: Arc<Model>, max_batch: usize, max_queue: usize) -> EngineHandle 
 async fn concurrent_mixed_requests_match_their_solo_runs() {
     let model = model();
     let engine = start(model.clone(), 64, 64);
-    let samplers = [SamplerKind::Ddim { eta: 0.0 }, SamplerKind::Ddpm, SamplerKind::DpmPp2m];
+    let samplers = [
+        SamplerKind::Ddim { eta: 0.0 },
+        SamplerKind::Ddpm,
+        SamplerKind::DpmPp2m,
+    ];
     let requests: Vec<GenerateRequest> = (0..12)
-        .map(|i| request(i % 10, 100 + i as u64, samplers[i % 3], 3 + i % 5, 1 + i % 3))
+        .map(|i| {
+            request(
+                i % 10,
+                100 + i as u64,
+                samplers[i % 3],
+                3 + i % 5,
+                1 + i % 3,
+            )
+        })
         .collect();
     let tasks: Vec<_> = requests
         .iter()
@@ -62,11 +88,17 @@ async fn concurrent_mixed_requests_match_their_solo_runs() {
         let generated = task.await.unwrap().unwrap();
         let classes = image_classes(model.config(), r.class_label, r.num_images);
         let solo = sample(&model, &r.params, &classes, r.seed, r.grid, |_, _| {}).unwrap();
-        assert_eq!(generated.images, solo, "a request's images changed inside a busy batch");
+        assert_eq!(
+            generated.images, solo,
+            "a request's images changed inside a busy batch"
+        );
     }
     assert_eq!(engine.metrics().count(Outcome::Ok), 12);
     let (forwards, rows) = engine.metrics().batch_rows.totals();
-    assert!(rows / forwards as f64 > 2.0, "requests were not batched: {rows} rows in {forwards} forwards");
+    assert!(
+        rows / forwards as f64 > 2.0,
+        "requests were not batched: {rows} rows in {forwards} forwards"
+    );
     engine.shutdown().await;
 }
 
@@ -76,7 +108,11 @@ async fn overload_rejects_with_queue_full_and_completes_every_accepted_request()
     let tasks: Vec<_> = (0..40)
         .map(|i| {
             let engine = engine.clone();
-            tokio::spawn(async move { engine.generate(request(i % 10, i as u64, SamplerKind::Ddpm, 4, 1)).await })
+            tokio::spawn(async move {
+                engine
+                    .generate(request(i % 10, i as u64, SamplerKind::Ddpm, 4, 1))
+                    .await
+            })
         })
         .collect();
     let (mut ok, mut rejected) = (0, 0);
@@ -90,7 +126,10 @@ async fn overload_rejects_with_queue_full_and_completes_every_accepted_request()
             Err(other) => panic!("unexpected error: {other}"),
         }
     }
-    assert!(rejected > 0, "40 clients against a queue of 3 must see rejections");
+    assert!(
+        rejected > 0,
+        "40 clients against a queue of 3 must see rejections"
+    );
     assert_eq!(ok + rejected, 40, "every request is answered");
     let m = engine.metrics();
     assert_eq!(m.count(Outcome::Ok), ok as u64);
@@ -104,11 +143,17 @@ async fn a_dropped_request_frees_its_slot() {
     // A long request, abandoned after it starts; the next one must still run.
     let long = tokio::spawn({
         let engine = engine.clone();
-        async move { engine.generate(request(1, 1, SamplerKind::Ddpm, 1000, 1)).await }
+        async move {
+            engine
+                .generate(request(1, 1, SamplerKind::Ddpm, 1000, 1))
+                .await
+        }
     });
     tokio::time::sleep(Duration::from_millis(100)).await;
     long.abort();
-    let quick = engine.generate(request(2, 2, SamplerKind::Ddpm, 3, 1)).await;
+    let quick = engine
+        .generate(request(2, 2, SamplerKind::Ddpm, 3, 1))
+        .await;
     assert!(quick.is_ok());
     for _ in 0..50 {
         if engine.metrics().count(Outcome::Cancelled) == 1 {
@@ -127,7 +172,10 @@ async fn deadlines_are_enforced() {
     r.deadline = Some(Duration::from_millis(50));
     match engine.generate(r).await {
         Err(EngineError::DeadlineExceeded(limit)) => assert_eq!(limit, Duration::from_millis(50)),
-        other => panic!("expected a deadline error, got {:?}", other.map(|g| g.steps)),
+        other => panic!(
+            "expected a deadline error, got {:?}",
+            other.map(|g| g.steps)
+        ),
     }
     assert_eq!(engine.metrics().count(Outcome::DeadlineExceeded), 1);
     engine.shutdown().await;
@@ -139,7 +187,11 @@ async fn shutdown_completes_accepted_requests_and_refuses_new_ones() {
     let tasks: Vec<_> = (0..10)
         .map(|i| {
             let engine = engine.clone();
-            tokio::spawn(async move { engine.generate(request(i % 10, i as u64, SamplerKind::Ddpm, 8, 1)).await })
+            tokio::spawn(async move {
+                engine
+                    .generate(request(i % 10, i as u64, SamplerKind::Ddpm, 8, 1))
+                    .await
+            })
         })
         .collect();
     tokio::time::sleep(Duration::from_millis(30)).await;
@@ -157,7 +209,9 @@ async fn shutdown_completes_accepted_requests_and_refuses_new_ones() {
     let m = engine.metrics();
     assert_eq!(m.count(Outcome::Ok) + m.count(Outcome::ShuttingDown), 10);
     assert!(matches!(
-        engine.generate(request(0, 0, SamplerKind::Ddpm, 2, 1)).await,
+        engine
+            .generate(request(0, 0, SamplerKind::Ddpm, 2, 1))
+            .await,
         Err(EngineError::ShuttingDown)
     ));
 }
@@ -165,9 +219,13 @@ async fn shutdown_completes_accepted_requests_and_refuses_new_ones() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_and_oversized_requests_are_rejected_up_front() {
     let engine = start(model(), 4, 8);
-    let bad_class = engine.generate(request(10, 0, SamplerKind::Ddpm, 2, 1)).await;
+    let bad_class = engine
+        .generate(request(10, 0, SamplerKind::Ddpm, 2, 1))
+        .await;
     assert!(matches!(bad_class, Err(EngineError::Invalid(_))));
-    let too_big = engine.generate(request(1, 0, SamplerKind::Ddpm, 2, 3)).await; // 3 guided images = 6 rows > 4
+    let too_big = engine
+        .generate(request(1, 0, SamplerKind::Ddpm, 2, 3))
+        .await; // 3 guided images = 6 rows > 4
     assert!(matches!(too_big, Err(EngineError::TooLarge(_))));
     assert_eq!(engine.metrics().count(Outcome::Invalid), 2);
     engine.shutdown().await;
