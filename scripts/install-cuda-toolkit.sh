@@ -48,8 +48,8 @@ echo "install-cuda-toolkit: installing ${PINS[*]} into $SITE"
 rm -rf "$ROOT"
 mkdir -p "$SITE"
 # --no-deps: exactly the pinned set (nvcc's own unpinned requirements would pull a newer nvvm).
-"$PYTHON" -m pip install --quiet --disable-pip-version-check --no-deps --no-compile \
-    --target "$SITE" "${PINS[@]}"
+PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install --quiet --disable-pip-version-check \
+    --no-deps --no-compile --target "$SITE" "${PINS[@]}"
 
 CU="$SITE/nvidia/cu13"
 for d in bin include lib nvvm; do
