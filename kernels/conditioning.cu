@@ -1,6 +1,7 @@
 // conditioning.cu: the per-sample condition vector c [B, h] before the small linears
 // (small_linear.cu) turn it into modulation: timestep frequency features, class one-hot and
-// class-table embedding, and SiLU. All fp32, B·(≤ 2h) values: one thread per value.
+// class-table embedding (SiLU is applied by small_linear as it reads its input). All fp32,
+// B·(≤ 2h) values: one thread per value.
 //
 //   timestep_features_dit(t, out, batch)
 //     out[b*256 + i] = cos(t_b·ω_i), out[b*256 + 128 + i] = sin(t_b·ω_i),
@@ -11,7 +12,6 @@
 //   class_onehot(y, out, batch, classes)       one-hot of width C; all zeros when y ∉ [0, C)
 //   add_class_embedding_T(c, table, y, batch, h)   c[b*h + j] += table[y_b*h + j]
 //                                                  (labels validated by the host: y_b ∈ [0, C])
-//   silu_f32(in, out, n)                        out[i] = in[i] / (1 + e^(−in[i]))
 //
 // The sin/cos arguments and values are computed in double precision and rounded once to
 // float, as the CPU reference (src/model/embedding.rs) does, so every backend starts from the
@@ -22,7 +22,6 @@
 //   timestep_features_edifice:  ceil(batch * half / 256)
 //   class_onehot:               ceil(batch * classes / 256)
 //   add_class_embedding_T:      ceil(batch * h / 256)
-//   silu_f32:                   max(1, ceil(n / 2048)) (grid-stride: any grid.x ≥ 1 works)
 
 #include "common.cuh"
 
@@ -91,10 +90,3 @@ LDT_DEVICE void add_class_embedding(float* c, const T* table, const long long* y
 LDT_ADD_CLASS_EMBEDDING(f32, float)
 LDT_ADD_CLASS_EMBEDDING(bf16, bf16_t)
 LDT_ADD_CLASS_EMBEDDING(f16, half_t)
-
-extern "C" __global__ void __launch_bounds__(LDT_THREADS)
-    silu_f32(const float* in, float* out, long long n) {
-    for (long long i = global_thread(); i < n; i += grid_threads()) {
-        out[i] = silu(in[i]);
-    }
-}

@@ -67,7 +67,18 @@ impl Weights {
                     inferred.flavor = Flavor::Edifice;
                 }
                 let config = overrides.apply_to(inferred);
-                config.validate()?;
+                // Shapes cannot tell num_heads, num_steps or patch_size: say so when the
+                // defaults taken for them do not fit.
+                config.validate().map_err(|e| match e {
+                    Error::InvalidConfig { field, reason } => Error::InvalidConfig {
+                        field,
+                        reason: format!(
+                            "{reason} (the file has no `{CONFIG_METADATA_KEY}` metadata, so num_heads, \
+                             num_steps and patch_size were not read from it; give them as flags)"
+                        ),
+                    },
+                    other => other,
+                })?;
                 config
             }
         };

@@ -152,7 +152,7 @@ impl CudaBackend {
         let mut state = self.lock();
         guarded("profiling the forward", || {
             state
-                .forward(&self.config, self.dtype, &self.info, input, shape, true)
+                .forward(&self.config, self.dtype, input, shape, true)
                 .map(|(_, phases)| phases)
         })
     }
@@ -216,7 +216,7 @@ impl Backend for CudaBackend {
         let mut state = self.lock();
         guarded("running the forward", || {
             state
-                .forward(&self.config, self.dtype, &self.info, input, shape, false)
+                .forward(&self.config, self.dtype, input, shape, false)
                 .map(|(eps, _)| eps)
         })
     }
@@ -232,7 +232,6 @@ impl State {
         &mut self,
         config: &Config,
         dtype: StorageType,
-        info: &DeviceInfo,
         input: &Input<'_>,
         shape: ForwardShape,
         profile: bool,
@@ -248,14 +247,7 @@ impl State {
                 let oldest = self.plan_order.remove(0);
                 self.plans.remove(&oldest);
             }
-            let plan = Plan::new(
-                config,
-                dtype,
-                bucket,
-                tokens,
-                &self.compute,
-                info.multiprocessors as usize,
-            )?;
+            let plan = Plan::new(config, dtype, bucket, tokens, &self.compute)?;
             self.plans.insert(key, plan);
             self.plan_order.push(key);
         }

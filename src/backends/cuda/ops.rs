@@ -96,13 +96,16 @@ fn per_value(n: u64) -> LaunchConfig {
     grid_1d(n.div_ceil(THREADS as u64))
 }
 
-/// Padded head dimension of the attention kernels (`LINATTN_PAD`).
-fn padded_head_dim(d: usize) -> usize {
-    match d {
+/// Dynamic shared memory of the attention apply kernel (`LINATTN_APPLY_SMEM`): the state
+/// S as DP rows of DP + 8 floats (padded against bank conflicts) and z, DP the padded head
+/// dimension (32, 64 or 128).
+fn apply_shared_bytes(d: usize) -> usize {
+    let dp = match d {
         0..=32 => 32,
         33..=64 => 64,
         _ => 128,
-    }
+    };
+    (dp * (dp + 8) + dp) * 4
 }
 
 impl Ops {
@@ -120,7 +123,7 @@ impl Ops {
         }
         let cast_in = kernels.function(&format!("cast_f32_to_{}", dtype.suffix()))?;
         let apply = &functions["linear_attention_apply"];
-        let smem = ((MAX_HEAD_DIM * MAX_HEAD_DIM + MAX_HEAD_DIM) * 4) as i32;
+        let smem = apply_shared_bytes(MAX_HEAD_DIM) as i32;
         // SAFETY: `apply` is a loaded function; the attribute takes a byte count.
         unsafe {
             cudarc::driver::result::function::set_function_attribute(
@@ -464,7 +467,6 @@ impl Ops {
             .arg(&ints[1])
             .arg(&ints[2])
             .arg(&ints[3]);
-        let dp = padded_head_dim(d);
         let config = LaunchConfig {
             grid_dim: (
                 (tokens as u32).div_ceil(ATTENTION_APPLY_TILE),
@@ -472,7 +474,7 @@ impl Ops {
                 batch as u32,
             ),
             block_dim: (THREADS, 1, 1),
-            shared_mem_bytes: ((dp * dp + dp) * 4) as u32,
+            shared_mem_bytes: apply_shared_bytes(d) as u32,
         };
         // SAFETY: argument types match `linear_attention_apply_T`.
         unsafe { b.launch(config) }
@@ -491,11 +493,13 @@ fn norm_grid(rows: usize, h: usize) -> LaunchConfig {
     })
 }
 
-/// Tokens per pass-1 block: at least [`ATTENTION_CHUNK`], more when the batch already has
-/// enough (sample, head) groups to fill the GPU, so the partial buffer stays small.
-pub fn attention_chunk(batch: usize, heads: usize, tokens: usize, multiprocessors: usize) -> usize {
-    let groups = (batch * heads).max(1);
-    let wanted_chunks = (4 * multiprocessors).div_ceil(groups).max(1);
-    let chunk = tokens.div_ceil(wanted_chunks).max(ATTENTION_CHUNK);
+/// Most pass-1 chunks per (sample, head): bounds the partial-sum buffer for long sequences.
+const MAX_ATTENTION_CHUNKS: usize = 64;
+
+/// Tokens per pass-1 block: [`ATTENTION_CHUNK`], or more for sequences longer than
+/// 64 chunks of it. It depends on the token count only — never on the batch — so a
+/// sample's attention sums in the same order whatever else shares its batch.
+pub fn attention_chunk(tokens: usize) -> usize {
+    let chunk = tokens.div_ceil(MAX_ATTENTION_CHUNKS).max(ATTENTION_CHUNK);
     chunk.div_ceil(128) * 128
 }

@@ -124,7 +124,6 @@ impl Plan {
         batch: usize,
         tokens: usize,
         stream: &Arc<CudaStream>,
-        multiprocessors: usize,
     ) -> Result<Self> {
         let (h, d_in, m, layers) = (
             config.hidden_size,
@@ -135,7 +134,7 @@ impl Plan {
         let (heads, d) = (config.num_heads, config.head_dim());
         let rows = batch * tokens;
         let t = dtype.size();
-        let chunk = attention_chunk(batch, heads, tokens, multiprocessors);
+        let chunk = attention_chunk(tokens);
         let chunks = tokens.div_ceil(chunk);
         let mut l = Layout::default();
         let mut b = Buffers {

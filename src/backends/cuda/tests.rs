@@ -171,7 +171,7 @@ fn linear_attention_matches_cpu_for_ragged_tokens_and_head_sizes() {
             let qkv = round(&random(batch * tokens * 3 * h, tokens as u64, 1.0), dtype);
             let mut expected = vec![0f32; batch * tokens * h];
             linear_attention(&qkv, &mut expected, shape);
-            let chunk = super::ops::attention_chunk(batch, heads, tokens, 132);
+            let chunk = super::ops::attention_chunk(tokens);
             let chunks = tokens.div_ceil(chunk);
             let q = gpu.typed(&qkv, dtype);
             let partial = gpu.zeros(batch * heads * chunks * (d * d + d) * 4);
