@@ -3,11 +3,12 @@
 //! `python/peer_bench.py`.
 
 use super::config_flags::ConfigFlags;
+use super::device_flags::DeviceFlags;
 use super::progress;
 use anyhow::{Result, bail};
 use clap::Args;
 use linear_dit::backends::cuda::CudaBackend;
-use linear_dit::{Device, Grid, InitKind, Input, Model, Precision, Tensor, Weights};
+use linear_dit::{Device, Grid, InitKind, Input, Model, Tensor, Weights};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -18,12 +19,6 @@ pub struct BenchArgs {
     /// Weights file [default: `random` init of the config flags].
     #[arg(long)]
     weights: Option<PathBuf>,
-    /// auto (GPU if usable, else CPU), cpu or cuda.
-    #[arg(long, default_value = "auto")]
-    backend: Device,
-    /// Compute precision: auto (f32 on CPU, bf16 on GPU), f32, bf16 or f16.
-    #[arg(long, default_value = "auto")]
-    precision: Precision,
     /// Samples per forward B.
     #[arg(long, default_value_t = 4)]
     batch: usize,
@@ -51,6 +46,8 @@ pub struct BenchArgs {
     profile: bool,
     #[command(flatten)]
     config: ConfigFlags,
+    #[command(flatten)]
+    device: DeviceFlags,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -69,14 +66,14 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     };
     let config = weights.config().clone();
-    let cuda = match (args.profile, args.backend) {
-        (true, Device::Cuda) => Some(Arc::new(CudaBackend::new(&weights, args.precision)?)),
+    let cuda = match (args.profile, args.device.backend) {
+        (true, Device::Cuda) => Some(Arc::new(CudaBackend::new(&weights, args.device.precision)?)),
         (true, _) => bail!("--profile needs --backend cuda"),
         (false, _) => None,
     };
     let model = match &cuda {
         Some(cuda) => Model::from_backend(config.clone(), Box::new(cuda.clone())),
-        None => Model::with_precision(&weights, args.backend, args.precision)?,
+        None => args.device.model(&weights)?,
     };
 
     let (b, n, d) = (args.batch, args.tokens, config.input_dim);
@@ -137,7 +134,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             "impl": "linear-dit",
             "backend": model.backend_name(),
             "backend_detail": model.describe_backend(),
-            "precision": args.precision.as_str(),
+            "precision": args.device.precision.as_str(),
             "batch": b,
             "tokens": n,
             "threads": threads,

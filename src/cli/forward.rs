@@ -1,10 +1,11 @@
 //! `linear-dit forward`: one forward from a safetensors input file to a safetensors output.
 
 use super::config_flags::ConfigFlags;
+use super::device_flags::DeviceFlags;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use linear_dit::tensor_file::{TensorFile, write_tensors};
-use linear_dit::{Device, Grid, Input, Model, Precision, Tensor, Weights};
+use linear_dit::{Grid, Input, Tensor, Weights};
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -21,22 +22,18 @@ pub struct ForwardArgs {
     /// Output safetensors; receives `eps` (F32 [B,N,D]).
     #[arg(long)]
     output: PathBuf,
-    /// auto (GPU if usable, else CPU), cpu or cuda.
-    #[arg(long, default_value = "auto")]
-    backend: Device,
-    /// Compute precision: auto (f32 on CPU, bf16 on GPU), f32, bf16 or f16.
-    #[arg(long, default_value = "auto")]
-    precision: Precision,
     /// Token grid ROWSxCOLS [default: the input file's `grid` metadata, else square].
     #[arg(long)]
     grid: Option<Grid>,
     #[command(flatten)]
     config: ConfigFlags,
+    #[command(flatten)]
+    device: DeviceFlags,
 }
 
 pub fn run(args: ForwardArgs) -> Result<()> {
     let weights = Weights::load(&args.weights, &args.config.overrides())?;
-    let model = Model::with_precision(&weights, args.backend, args.precision)?;
+    let model = args.device.model(&weights)?;
     let file = TensorFile::open(&args.input)?;
     let read = |name: &str| -> Result<Tensor> {
         if !file.contains(name) {

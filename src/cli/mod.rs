@@ -3,6 +3,7 @@
 mod bench;
 mod bench_profile;
 mod config_flags;
+mod device_flags;
 mod doctor;
 mod forward;
 mod info;

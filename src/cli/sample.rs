@@ -1,6 +1,7 @@
 //! `linear-dit sample`: generate images with a trained model and write them as a PNG grid
 //! (and optionally as a tensor file).
 
+use super::device_flags::DeviceFlags;
 use super::progress;
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -10,7 +11,7 @@ use linear_dit::sampling::{
     SamplerKind, SamplingParams, ScheduleKind, Spacing, image_classes, sample,
 };
 use linear_dit::tensor_file::write_tensors;
-use linear_dit::{ConfigOverrides, Device, Grid, Model, Precision, Weights};
+use linear_dit::{ConfigOverrides, Grid, Weights};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -55,12 +56,6 @@ pub struct SampleArgs {
     /// Image size HxW in pixels [default: the weights' `linear_dit.image` metadata].
     #[arg(long)]
     size: Option<Grid>,
-    /// auto (GPU if usable, else CPU), cpu or cuda.
-    #[arg(long, default_value = "auto")]
-    backend: Device,
-    /// Compute precision: auto, f32, bf16 or f16.
-    #[arg(long, default_value = "auto")]
-    precision: Precision,
     /// Output PNG (a grid of the samples, upscaled).
     #[arg(long)]
     out: PathBuf,
@@ -70,6 +65,8 @@ pub struct SampleArgs {
     /// Upscaling factor of the PNG [default: so each image is at least 64 pixels tall].
     #[arg(long)]
     scale: Option<usize>,
+    #[command(flatten)]
+    device: DeviceFlags,
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
@@ -101,7 +98,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         clip_x0: !args.no_clip,
     };
     let classes = image_classes(&config, args.class, args.num);
-    let model = Model::with_precision(&weights, args.backend, args.precision)?;
+    let model = args.device.model(&weights)?;
 
     let bar = progress::bar(args.steps as u64, "steps");
     let start = Instant::now();

@@ -1,11 +1,12 @@
 //! `linear-dit serve`: the HTTP server with step-level continuous batching.
 
+use super::device_flags::DeviceFlags;
 use anyhow::{Context, Result};
 use clap::Args;
 use linear_dit::engine::{Engine, EngineConfig};
 use linear_dit::sampling::metadata::{image_grid, schedule_of};
 use linear_dit::server::{AppState, serve};
-use linear_dit::{ConfigOverrides, Device, Grid, Model, Precision, Weights};
+use linear_dit::{ConfigOverrides, Grid, Model, Weights};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,12 +38,8 @@ pub struct ServeArgs {
     /// Image size HxW in pixels [default: the weights' `linear_dit.image` metadata].
     #[arg(long)]
     size: Option<Grid>,
-    /// auto (GPU if usable, else CPU), cpu or cuda.
-    #[arg(long, default_value = "auto")]
-    backend: Device,
-    /// Compute precision: auto, f32, bf16 or f16.
-    #[arg(long, default_value = "auto")]
-    precision: Precision,
+    #[command(flatten)]
+    device: DeviceFlags,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
@@ -51,8 +48,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let schedule = schedule_of(&weights)?;
     let model = Arc::new(Model::with_precision(
         &weights,
-        args.backend,
-        args.precision,
+        args.device.backend,
+        args.device.precision,
     )?);
     let config = EngineConfig {
         max_batch: args.max_batch,

@@ -108,15 +108,32 @@ fn apply_shared_bytes(d: usize) -> usize {
     (dp * (dp + 8) + dp) * 4
 }
 
+/// One kernel argument, as the kernel's C signature types it.
+#[derive(Clone, Copy)]
+enum Arg {
+    /// A device pointer.
+    Ptr(u64),
+    /// `int`.
+    Int(i32),
+    /// `long long`.
+    Long(i64),
+    /// `float`.
+    Float(f32),
+}
+
+use Arg::{Float, Int, Long, Ptr};
+
+fn int(v: usize) -> Arg {
+    Int(v as i32)
+}
+
 impl Ops {
     /// Looks up every kernel of `dtype` and raises the attention kernel's shared-memory limit.
     pub fn new(kernels: &Kernels, dtype: StorageType, stream: Arc<CudaStream>) -> Result<Self> {
         let mut functions = HashMap::new();
         for name in TYPED {
-            functions.insert(
-                name,
-                kernels.function(&format!("{name}_{}", dtype.suffix()))?,
-            );
+            let symbol = format!("{name}_{}", dtype.suffix());
+            functions.insert(name, kernels.function(&symbol)?);
         }
         for name in UNTYPED {
             functions.insert(name, kernels.function(name)?);
@@ -141,19 +158,38 @@ impl Ops {
         })
     }
 
-    fn function(&self, name: &'static str) -> &CudaFunction {
-        &self.functions[name]
+    /// Launches `function` (called `name` in errors) with `args` on the stream.
+    fn launch_fn(
+        &self,
+        function: &CudaFunction,
+        name: &str,
+        config: LaunchConfig,
+        args: &[Arg],
+    ) -> Result<()> {
+        let mut b = self.stream.launch_builder(function);
+        for arg in args {
+            match arg {
+                Ptr(v) => b.arg(v),
+                Int(v) => b.arg(v),
+                Long(v) => b.arg(v),
+                Float(v) => b.arg(v),
+            };
+        }
+        // SAFETY: every launcher below passes exactly its kernel's parameter list, in order
+        // and with the C types of `kernels/` (pointers, int, long long, float).
+        unsafe { b.launch(config) }
+            .map(drop)
+            .map_err(|e| device_error(name, e))
+    }
+
+    fn launch(&self, name: &'static str, config: LaunchConfig, args: &[Arg]) -> Result<()> {
+        self.launch_fn(&self.functions[name], name, config, args)
     }
 
     /// `out[i] = T(in[i])`, from the fp32 upload buffer to storage type.
     pub fn cast_in(&self, input: u64, out: u64, n: u64) -> Result<()> {
-        let n = n as i64;
-        let mut b = self.stream.launch_builder(&self.cast_in);
-        b.arg(&input).arg(&out).arg(&n);
-        // SAFETY: argument types match the kernel's signature (pointers, long long).
-        unsafe { b.launch(elementwise(n as u64)) }
-            .map(drop)
-            .map_err(|e| device_error("cast_f32_to_T", e))
+        let args = [Ptr(input), Ptr(out), Long(n as i64)];
+        self.launch_fn(&self.cast_in, "cast_f32_to_T", elementwise(n), &args)
     }
 
     /// LayerNorm of `x` rows with per-sample `scale`/`shift` into `out`.
@@ -169,20 +205,17 @@ impl Ops {
         tokens: usize,
         eps: f32,
     ) -> Result<()> {
-        let (rows_i, h_i, tokens_i) = (rows as i32, h as i32, tokens as i32);
-        let mut b = self.stream.launch_builder(self.function("norm_modulate"));
-        b.arg(&x)
-            .arg(&out)
-            .arg(&scale)
-            .arg(&shift)
-            .arg(&rows_i)
-            .arg(&h_i)
-            .arg(&tokens_i)
-            .arg(&eps);
-        // SAFETY: argument types match `norm_modulate_T`.
-        unsafe { b.launch(norm_grid(rows, h)) }
-            .map(drop)
-            .map_err(|e| device_error("norm_modulate", e))
+        let args = [
+            Ptr(x),
+            Ptr(out),
+            Ptr(scale),
+            Ptr(shift),
+            int(rows),
+            int(h),
+            int(tokens),
+            Float(eps),
+        ];
+        self.launch("norm_modulate", norm_grid(rows, h), &args)
     }
 
     /// `x += gate ⊙ (y + bias)`, then (if `out` ≠ 0) the next LayerNorm + modulation into `out`.
@@ -202,24 +235,21 @@ impl Ops {
         tokens: usize,
         eps: f32,
     ) -> Result<()> {
-        let (stride_i, rows_i, h_i, tokens_i) =
-            (gate_stride as i32, rows as i32, h as i32, tokens as i32);
-        let mut b = self
-            .stream
-            .launch_builder(self.function("residual_norm_modulate"));
-        b.arg(&x)
-            .arg(&y)
-            .arg(&bias)
-            .arg(&gate)
-            .arg(&stride_i)
-            .arg(&out)
-            .arg(&scale)
-            .arg(&shift);
-        b.arg(&rows_i).arg(&h_i).arg(&tokens_i).arg(&eps);
-        // SAFETY: argument types match `residual_norm_modulate_T`.
-        unsafe { b.launch(norm_grid(rows, h)) }
-            .map(drop)
-            .map_err(|e| device_error("residual_norm_modulate", e))
+        let args = [
+            Ptr(x),
+            Ptr(y),
+            Ptr(bias),
+            Ptr(gate),
+            int(gate_stride),
+            Ptr(out),
+            Ptr(scale),
+            Ptr(shift),
+            int(rows),
+            int(h),
+            int(tokens),
+            Float(eps),
+        ];
+        self.launch("residual_norm_modulate", norm_grid(rows, h), &args)
     }
 
     /// Folds shift/scale columns of `modulation` (and gamma/beta) into per-sample scale/shift.
@@ -237,22 +267,19 @@ impl Ops {
         batch: usize,
         h: usize,
     ) -> Result<()> {
-        let ints = [stride as i32, shift_col as i32, scale_col as i32];
-        let (batch_i, h_i) = (batch as i32, h as i32);
-        let mut b = self
-            .stream
-            .launch_builder(self.function("modulation_affine"));
-        b.arg(&modulation)
-            .arg(&ints[0])
-            .arg(&ints[1])
-            .arg(&ints[2])
-            .arg(&gamma)
-            .arg(&beta);
-        b.arg(&scale_out).arg(&shift_out).arg(&batch_i).arg(&h_i);
-        // SAFETY: argument types match `modulation_affine_T`.
-        unsafe { b.launch(per_value((batch * h) as u64)) }
-            .map(drop)
-            .map_err(|e| device_error("modulation_affine", e))
+        let args = [
+            Ptr(modulation),
+            int(stride),
+            int(shift_col),
+            int(scale_col),
+            Ptr(gamma),
+            Ptr(beta),
+            Ptr(scale_out),
+            Ptr(shift_out),
+            int(batch),
+            int(h),
+        ];
+        self.launch("modulation_affine", per_value((batch * h) as u64), &args)
     }
 
     /// `out (+)= a(x) Wᵀ + bias` on a few fp32 rows.
@@ -269,35 +296,28 @@ impl Ops {
         silu_input: bool,
         accumulate: bool,
     ) -> Result<()> {
-        let ints = [
-            rows as i32,
-            inp as i32,
-            outp as i32,
-            silu_input as i32,
-            accumulate as i32,
+        let args = [
+            Ptr(x),
+            Ptr(w),
+            Ptr(bias),
+            Ptr(out),
+            int(rows),
+            int(inp),
+            int(outp),
+            int(silu_input as usize),
+            int(accumulate as usize),
         ];
-        let mut b = self.stream.launch_builder(self.function("small_linear"));
-        b.arg(&x).arg(&w).arg(&bias).arg(&out);
-        for v in &ints {
-            b.arg(v);
-        }
-        // SAFETY: argument types match `small_linear_T`.
-        unsafe { b.launch(grid_1d((outp as u64).div_ceil(32))) }
-            .map(drop)
-            .map_err(|e| device_error("small_linear", e))
+        self.launch("small_linear", grid_1d((outp as u64).div_ceil(32)), &args)
     }
 
     /// dit timestep features `[B, 256]`.
     pub fn timestep_features_dit(&self, t: u64, out: u64, batch: usize) -> Result<()> {
-        let batch_i = batch as i32;
-        let mut b = self
-            .stream
-            .launch_builder(self.function("timestep_features_dit"));
-        b.arg(&t).arg(&out).arg(&batch_i);
-        // SAFETY: argument types match the kernel.
-        unsafe { b.launch(per_value(batch as u64 * 128)) }
-            .map(drop)
-            .map_err(|e| device_error("timestep_features_dit", e))
+        let args = [Ptr(t), Ptr(out), int(batch)];
+        self.launch(
+            "timestep_features_dit",
+            per_value(batch as u64 * 128),
+            &args,
+        )
     }
 
     /// edifice timestep features `[B, 2·half]`.
@@ -309,30 +329,18 @@ impl Ops {
         half: usize,
         num_steps: f32,
     ) -> Result<()> {
-        let (batch_i, half_i) = (batch as i32, half as i32);
-        let mut b = self
-            .stream
-            .launch_builder(self.function("timestep_features_edifice"));
-        b.arg(&t)
-            .arg(&out)
-            .arg(&batch_i)
-            .arg(&half_i)
-            .arg(&num_steps);
-        // SAFETY: argument types match the kernel.
-        unsafe { b.launch(per_value((batch * half.max(1)) as u64)) }
-            .map(drop)
-            .map_err(|e| device_error("timestep_features_edifice", e))
+        let args = [Ptr(t), Ptr(out), int(batch), int(half), Float(num_steps)];
+        self.launch(
+            "timestep_features_edifice",
+            per_value((batch * half.max(1)) as u64),
+            &args,
+        )
     }
 
     /// One-hot `[B, C]` of the labels.
     pub fn class_onehot(&self, y: u64, out: u64, batch: usize, classes: usize) -> Result<()> {
-        let (batch_i, classes_i) = (batch as i32, classes as i32);
-        let mut b = self.stream.launch_builder(self.function("class_onehot"));
-        b.arg(&y).arg(&out).arg(&batch_i).arg(&classes_i);
-        // SAFETY: argument types match the kernel.
-        unsafe { b.launch(per_value((batch * classes) as u64)) }
-            .map(drop)
-            .map_err(|e| device_error("class_onehot", e))
+        let args = [Ptr(y), Ptr(out), int(batch), int(classes)];
+        self.launch("class_onehot", per_value((batch * classes) as u64), &args)
     }
 
     /// `c[b] += table[y_b]`.
@@ -344,15 +352,8 @@ impl Ops {
         batch: usize,
         h: usize,
     ) -> Result<()> {
-        let (batch_i, h_i) = (batch as i32, h as i32);
-        let mut b = self
-            .stream
-            .launch_builder(self.function("add_class_embedding"));
-        b.arg(&c).arg(&table).arg(&y).arg(&batch_i).arg(&h_i);
-        // SAFETY: argument types match `add_class_embedding_T`.
-        unsafe { b.launch(per_value((batch * h) as u64)) }
-            .map(drop)
-            .map_err(|e| device_error("add_class_embedding", e))
+        let args = [Ptr(c), Ptr(table), Ptr(y), int(batch), int(h)];
+        self.launch("add_class_embedding", per_value((batch * h) as u64), &args)
     }
 
     /// `x[r] += bias + table[r % table_rows]`.
@@ -365,34 +366,26 @@ impl Ops {
         h: usize,
         table_rows: usize,
     ) -> Result<()> {
-        let ints = [rows as i32, h as i32, table_rows as i32];
-        let mut b = self.stream.launch_builder(self.function("embed_add"));
-        b.arg(&x)
-            .arg(&bias)
-            .arg(&table)
-            .arg(&ints[0])
-            .arg(&ints[1])
-            .arg(&ints[2]);
-        // SAFETY: argument types match `embed_add_T`.
-        unsafe { b.launch(elementwise((rows * h) as u64)) }
-            .map(drop)
-            .map_err(|e| device_error("embed_add", e))
+        let args = [
+            Ptr(x),
+            Ptr(bias),
+            Ptr(table),
+            int(rows),
+            int(h),
+            int(table_rows),
+        ];
+        self.launch("embed_add", elementwise((rows * h) as u64), &args)
     }
 
     /// `x = GELU(x + bias)` in place: exact erf (`tanh = false`) or tanh approximation.
     pub fn bias_gelu(&self, x: u64, bias: u64, rows: usize, m: usize, tanh: bool) -> Result<()> {
-        let (rows_l, m_i) = (rows as i64, m as i32);
         let name = if tanh {
             "bias_gelu_tanh"
         } else {
             "bias_gelu_erf"
         };
-        let mut b = self.stream.launch_builder(self.function(name));
-        b.arg(&x).arg(&bias).arg(&rows_l).arg(&m_i);
-        // SAFETY: argument types match `bias_gelu_*_T` (long long rows, int m).
-        unsafe { b.launch(elementwise((rows * m) as u64)) }
-            .map(drop)
-            .map_err(|e| device_error(name, e))
+        let args = [Ptr(x), Ptr(bias), Long(rows as i64), int(m)];
+        self.launch(name, elementwise((rows * m) as u64), &args)
     }
 
     /// The three passes of linear attention; `chunk` tokens per pass-1 block.
@@ -410,76 +403,61 @@ impl Ops {
         chunk: usize,
     ) -> Result<()> {
         let chunks = tokens.div_ceil(chunk);
-        let ints = [
-            batch as i32,
-            tokens as i32,
-            heads as i32,
-            d as i32,
-            chunk as i32,
-        ];
-        let mut b = self
-            .stream
-            .launch_builder(self.function("linear_attention_partial"));
-        b.arg(&qkv).arg(&partial);
-        for v in &ints {
-            b.arg(v);
-        }
-        let config = LaunchConfig {
+        let block = (THREADS, 1, 1);
+        let shape = [int(batch), int(tokens), int(heads), int(d)];
+        let partial_config = LaunchConfig {
             grid_dim: (chunks as u32, heads as u32, batch as u32),
-            block_dim: (THREADS, 1, 1),
+            block_dim: block,
             shared_mem_bytes: 0,
         };
-        // SAFETY: argument types match `linear_attention_partial_T`.
-        unsafe { b.launch(config) }
-            .map(drop)
-            .map_err(|e| device_error("linear_attention_partial", e))?;
+        let args = [
+            Ptr(qkv),
+            Ptr(partial),
+            shape[0],
+            shape[1],
+            shape[2],
+            shape[3],
+            int(chunk),
+        ];
+        self.launch("linear_attention_partial", partial_config, &args)?;
 
-        let (groups, chunks_i, d_i) = ((batch * heads) as i32, chunks as i32, d as i32);
-        let mut b = self
-            .stream
-            .launch_builder(self.function("linear_attention_reduce"));
-        b.arg(&partial)
-            .arg(&state)
-            .arg(&groups)
-            .arg(&chunks_i)
-            .arg(&d_i);
-        let config = LaunchConfig {
+        let reduce_config = LaunchConfig {
             grid_dim: (
                 ((d * d + d) as u32).div_ceil(THREADS),
                 (batch * heads) as u32,
                 1,
             ),
-            block_dim: (THREADS, 1, 1),
+            block_dim: block,
             shared_mem_bytes: 0,
         };
-        // SAFETY: argument types match `linear_attention_reduce`.
-        unsafe { b.launch(config) }
-            .map(drop)
-            .map_err(|e| device_error("linear_attention_reduce", e))?;
+        let args = [
+            Ptr(partial),
+            Ptr(state),
+            int(batch * heads),
+            int(chunks),
+            int(d),
+        ];
+        self.launch("linear_attention_reduce", reduce_config, &args)?;
 
-        let mut b = self
-            .stream
-            .launch_builder(self.function("linear_attention_apply"));
-        b.arg(&qkv)
-            .arg(&state)
-            .arg(&out)
-            .arg(&ints[0])
-            .arg(&ints[1])
-            .arg(&ints[2])
-            .arg(&ints[3]);
-        let config = LaunchConfig {
+        let apply_config = LaunchConfig {
             grid_dim: (
                 (tokens as u32).div_ceil(ATTENTION_APPLY_TILE),
                 heads as u32,
                 batch as u32,
             ),
-            block_dim: (THREADS, 1, 1),
+            block_dim: block,
             shared_mem_bytes: apply_shared_bytes(d) as u32,
         };
-        // SAFETY: argument types match `linear_attention_apply_T`.
-        unsafe { b.launch(config) }
-            .map(drop)
-            .map_err(|e| device_error("linear_attention_apply", e))
+        let args = [
+            Ptr(qkv),
+            Ptr(state),
+            Ptr(out),
+            shape[0],
+            shape[1],
+            shape[2],
+            shape[3],
+        ];
+        self.launch("linear_attention_apply", apply_config, &args)
     }
 }
 
