@@ -1,6 +1,8 @@
 //! `linear-dit loadgen`: drives a local server with C concurrent clients and reports
 //! throughput, latency percentiles, and the batching gain (throughput at the largest client
-//! count ÷ at one client). Loopback only, and bounded in requests and time.
+//! count ÷ at one client). Loopback only, and bounded in requests and time. Around each run it
+//! reads the server's `/metrics`, so it also reports what the engine saw: rows per forward
+//! and the scheduler's overhead as a share of forward time.
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -45,6 +47,52 @@ struct Run {
     errors: usize,
     seconds: f64,
     latencies_ms: Vec<f64>,
+    /// The engine's side of the run (`None` when `/metrics` could not be read).
+    engine: Option<EngineDelta>,
+}
+
+/// Sums read from the server's Prometheus histograms at one moment.
+#[derive(Debug, Clone, Copy, Default)]
+struct EngineTotals {
+    forwards: f64,
+    rows: f64,
+    forward_seconds: f64,
+    overhead_seconds: f64,
+}
+
+impl EngineTotals {
+    /// Parses the `_sum` / `_count` lines of `GET /metrics`.
+    fn parse(text: &str) -> Option<Self> {
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        };
+        Some(Self {
+            forwards: value("linear_dit_batch_rows_count")?,
+            rows: value("linear_dit_batch_rows_sum")?,
+            forward_seconds: value("linear_dit_forward_seconds_sum")?,
+            overhead_seconds: value("linear_dit_scheduler_overhead_seconds_sum")?,
+        })
+    }
+}
+
+/// What the engine did during one run: the difference of two readings.
+#[derive(Debug, Clone, Copy)]
+struct EngineDelta {
+    rows_per_forward: f64,
+    /// Scheduler iteration time outside forwards ÷ forward time.
+    overhead_fraction: f64,
+}
+
+impl EngineDelta {
+    fn between(before: EngineTotals, after: EngineTotals) -> Option<Self> {
+        let forwards = after.forwards - before.forwards;
+        let forward_seconds = after.forward_seconds - before.forward_seconds;
+        (forwards > 0.0 && forward_seconds > 0.0).then(|| Self {
+            rows_per_forward: (after.rows - before.rows) / forwards,
+            overhead_fraction: (after.overhead_seconds - before.overhead_seconds) / forward_seconds,
+        })
+    }
 }
 
 impl Run {
@@ -82,15 +130,27 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
     let body: Arc<str> = args.body.clone().into();
     let mut runs = Vec::new();
     for &clients in &args.clients {
-        let run = runtime.block_on(drive(
+        let before = runtime.block_on(engine_totals(addr));
+        let mut run = runtime.block_on(drive(
             addr,
             clients,
             args.requests,
             Duration::from_secs(args.seconds),
             body.clone(),
         ));
+        let after = runtime.block_on(engine_totals(addr));
+        run.engine = before
+            .zip(after)
+            .and_then(|(before, after)| EngineDelta::between(before, after));
+        let engine = run.engine.map_or(String::new(), |e| {
+            format!(
+                " | {:.1} rows/forward, scheduler overhead {:.2}% of forward time",
+                e.rows_per_forward,
+                e.overhead_fraction * 100.0
+            )
+        });
         println!(
-            "clients {:>3}: {:>4} ok, {:>3} errors in {:>6.2} s | {:>7.2} req/s | latency p50 {:>8.1} ms  p95 {:>8.1} ms  p99 {:>8.1} ms",
+            "clients {:>3}: {:>4} ok, {:>3} errors in {:>6.2} s | {:>7.2} req/s | latency p50 {:>8.1} ms  p95 {:>8.1} ms  p99 {:>8.1} ms{engine}",
             run.clients,
             run.ok,
             run.errors,
@@ -123,6 +183,8 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
                     "clients": r.clients, "ok": r.ok, "errors": r.errors, "seconds": r.seconds,
                     "requests_per_s": r.throughput(), "p50_ms": r.percentile(0.5),
                     "p95_ms": r.percentile(0.95), "p99_ms": r.percentile(0.99),
+                    "rows_per_forward": r.engine.map(|e| e.rows_per_forward),
+                    "scheduler_overhead_fraction": r.engine.map(|e| e.overhead_fraction),
                 })
             })
             .collect();
@@ -156,7 +218,10 @@ async fn drive(
                 let mut results = Vec::new();
                 while sent.fetch_add(1, Ordering::Relaxed) < requests && start.elapsed() < limit {
                     let begin = Instant::now();
-                    let ok = matches!(post(addr, "/v1/generate", &body).await, Ok(200));
+                    let ok = matches!(
+                        http(addr, "POST", "/v1/generate", &body).await,
+                        Ok((200, _))
+                    );
                     results.push((ok, begin.elapsed().as_secs_f64() * 1e3));
                 }
                 results
@@ -181,14 +246,31 @@ async fn drive(
         errors,
         seconds: start.elapsed().as_secs_f64(),
         latencies_ms,
+        engine: None,
     }
 }
 
-/// A minimal HTTP/1.1 POST; returns the status code (the body is read and discarded).
-async fn post(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<u16> {
+/// The server's engine totals now, or `None` (with a warning) when `/metrics` is unreadable.
+async fn engine_totals(addr: SocketAddr) -> Option<EngineTotals> {
+    match http(addr, "GET", "/metrics", "").await {
+        Ok((200, body)) => EngineTotals::parse(&String::from_utf8_lossy(&body)),
+        other => {
+            tracing::warn!("could not read {addr}/metrics: {other:?}");
+            None
+        }
+    }
+}
+
+/// A minimal HTTP/1.1 request; returns the status code and everything after the headers.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut stream = TcpStream::connect(addr).await?;
     let request = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).await?;
@@ -199,5 +281,9 @@ async fn post(addr: SocketAddr, path: &str, body: &str) -> std::io::Result<u16> 
         .and_then(|line| line.split_whitespace().nth(1))
         .and_then(|code| code.parse().ok())
         .unwrap_or(0);
-    Ok(status)
+    let body_start = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map_or(response.len(), |i| i + 4);
+    Ok((status, response.split_off(body_start)))
 }
