@@ -5,6 +5,8 @@ use linear_dit::tensor_file::TensorFile;
 use linear_dit::{ConfigOverrides, Grid, Tensor, Weights};
 use std::path::PathBuf;
 
+pub mod digits;
+
 /// `tests/fixtures/<file>`.
 pub fn fixture(file: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
