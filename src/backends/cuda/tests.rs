@@ -512,3 +512,29 @@ fn elementwise_kernels_match_cpu() {
         );
     }
 }
+
+#[test]
+fn fp16_stores_saturate_instead_of_overflowing() {
+    // The fp16 overflow policy (kernels/common.cuh): every store into fp16 clamps to ±65504,
+    // both for plain casts and for computed values (GELU of a sum beyond the fp16 range).
+    let Some(gpu) = gpu() else { return };
+    let dtype = StorageType::F16;
+    let ops = gpu.ops(dtype);
+    let values = [1e6f32, -1e6, 65519.0, 7e4, 1.5, -0.25, 65504.0, f32::NAN];
+    let expected = [65504.0f32, -65504.0, 65504.0, 65504.0, 1.5, -0.25, 65504.0];
+    let (dv, dt) = (gpu.f32(&values), gpu.zeros(values.len() * dtype.size()));
+    ops.cast_in(dv.addr(), dt.addr(), values.len() as u64)
+        .unwrap();
+    let got = gpu.read_typed(&dt, values.len(), dtype);
+    assert_eq!(&got[..7], &expected, "cast_f32_to_T in fp16");
+    assert!(got[7].is_nan(), "NaN must stay NaN, got {}", got[7]);
+
+    let (x, bias) = (vec![60000.0f32; 8], vec![60000.0f32; 8]);
+    let (dx, db) = (gpu.typed(&x, dtype), gpu.typed(&bias, dtype));
+    ops.bias_gelu(dx.addr(), db.addr(), 1, 8, true).unwrap();
+    let got = gpu.read_typed(&dx, 8, dtype);
+    assert!(
+        got.iter().all(|&v| v == 65504.0),
+        "GELU(60000 + 60000) in fp16 must saturate at 65504, got {got:?}"
+    );
+}

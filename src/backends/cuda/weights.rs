@@ -199,3 +199,24 @@ impl DeviceWeights {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fp16_weights_saturate_at_the_largest_finite_value() {
+        // The fp16 overflow policy on the host side: out-of-range weights become ±65504, not
+        // ±inf; NaN stays NaN (and is refused earlier, when the weights are validated).
+        let bytes = storage_bytes(&[1e6, -1e6, 65519.0, 1.5, f32::NAN], StorageType::F16);
+        let halves: Vec<half::f16> = bytes
+            .chunks(2)
+            .map(|b| half::f16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        assert_eq!(halves[0], half::f16::MAX);
+        assert_eq!(halves[1], half::f16::MIN);
+        assert_eq!(halves[2], half::f16::MAX);
+        assert_eq!(halves[3].to_f32(), 1.5);
+        assert!(halves[4].is_nan());
+    }
+}
