@@ -9,7 +9,9 @@
 #   4. the benchmark sweep, N = 256 … 65,536 and B = 1 … 64, beside PyTorch eager,
 #      torch.compile and the softmax (SDPA/FlashAttention) model on the same weights file,
 #      plus the measured ceilings (bf16 GEMM TFLOP/s, copy GB/s) and per-phase profiles;
-#   5. one result JSON and the logs under $OUT (commit the JSON under bench/results/).
+#   5. the demo model on the GPU: classifier-judged samples (bf16) and the serving batching
+#      gain (serve + loadgen, 1 vs 32 clients);
+#   6. one result JSON and the logs under $OUT (commit the JSON under bench/results/).
 #
 # Every step runs even when an earlier one fails; the summary says what passed.
 # Usage: scripts/gpu-check.sh [--quick]   (--quick: a 3-shape sweep)
@@ -53,7 +55,7 @@ for precision in bf16 f16; do
     step "memcheck-$precision" compute-sanitizer --tool memcheck --error-exitcode 1 \
         "$BIN/linear-dit" forward --backend cuda --precision "$precision" \
         --weights "$FIX/edifice_class.weights.safetensors" --input "$FIX/edifice_class.io.safetensors" \
-        --output "$OUT/sanitizer-eps.safetensors"
+        --output /tmp/sanitizer-eps.safetensors
 done
 "$BIN/linear-dit" init --out /tmp/sanitize.safetensors --init random --input-dim 16 --hidden-size 256 \
     --num-layers 2 --num-heads 4 --num-classes 10 >> "$LOG" 2>&1
@@ -97,8 +99,27 @@ for shape in $SHAPES; do
     fi
 done
 
-# 5. One result file.
+# 5. The demo model on the GPU: are its bf16 samples still the digits asked for, and what does
+#    step-level batching gain when serving it?
+DIGITS=/tmp/digits.jsonl
+: > "$DIGITS"
+for class in 0 1 2 3 4 5 6 7 8 9; do
+    "$BIN/linear-dit" sample --backend cuda --precision bf16 --weights assets/digits.safetensors \
+        --class "$class" --num 20 --seed "$((100 + class))" --out /tmp/digits.png \
+        --out-tensor /tmp/digits.safetensors >> "$LOG" 2>&1 &&
+        python3 python/judge_samples.py /tmp/digits.safetensors --class "$class" | tee -a "$LOG" >> "$DIGITS" ||
+        echo "digits-$class FAIL" >> "$STATUS"
+done
+SERVE=/tmp/serve.json
+"$BIN/linear-dit" --log warn serve --backend cuda --weights assets/digits.safetensors --port 18181 >> "$LOG" 2>&1 &
+SERVER=$!
+for _ in $(seq 300); do (exec 3<>/dev/tcp/127.0.0.1/18181) 2>/dev/null && break; sleep 0.1; done
+step serve-loadgen bash -c "'$BIN/linear-dit' --log warn loadgen --addr 127.0.0.1:18181 --clients 1,32 \
+    --requests 512 --seconds 60 --json | tee '$SERVE'"
+kill "$SERVER" 2>/dev/null
+
+# 6. One result file.
 python3 scripts/gpu_report.py "$BENCH" "$OUT/doctor.json" "$STATUS" "$(cat "$BIN/COMMIT" 2>/dev/null)" \
-    > "$OUT/gpu-check.json" 2>> "$LOG"
+    "$SERVE" "$DIGITS" > "$OUT/gpu-check.json" 2>> "$LOG"
 say "status:"
 cat "$STATUS" | tee -a "$LOG"

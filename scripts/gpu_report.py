@@ -1,19 +1,33 @@
 #!/usr/bin/env python3
 """Assembles the GPU check's result file from its pieces (bench JSON lines, doctor, status).
 
-Usage: gpu_report.py BENCH.jsonl DOCTOR.json STATUS.txt COMMIT > gpu-check.json
+Usage: gpu_report.py BENCH.jsonl DOCTOR.json STATUS.txt COMMIT [SERVE.json DIGITS.jsonl] > gpu-check.json
 
 For every shape it puts linear-dit beside PyTorch eager, torch.compile and the softmax (SDPA)
 model measured in the same run, with the speed-up ratios the CUDA issue sets targets for, and
 copies the per-phase profiles (achieved GB/s and TFLOP/s against the measured ceilings).
+With SERVE.json (the last line of `linear-dit loadgen --json` against the demo model on the
+GPU) and DIGITS.jsonl (`python/judge_samples.py` lines of GPU samples), it adds the serving
+batching gain and the demo model's class-conditional accuracy on the GPU.
 """
 import datetime
 import json
 import sys
 
 
+def read_optional(path: str | None, lines: bool = False):
+    """A JSON file (or JSON lines), or None when absent or unreadable."""
+    try:
+        with open(path) as f:
+            return [json.loads(l) for l in f if l.strip()] if lines else json.loads(f.read().splitlines()[-1])
+    except (TypeError, OSError, ValueError, IndexError):
+        return None
+
+
 def main() -> None:
     bench_path, doctor_path, status_path, commit = sys.argv[1:5]
+    serve = read_optional(sys.argv[5] if len(sys.argv) > 5 else None)
+    digits = read_optional(sys.argv[6] if len(sys.argv) > 6 else None, lines=True)
     rows = [json.loads(line) for line in open(bench_path) if line.strip()]
     doctor = json.load(open(doctor_path))
     status = dict(line.split() for line in open(status_path) if line.strip())
@@ -52,11 +66,19 @@ def main() -> None:
         "doctor": doctor,
         "checks": status,
         "shapes": table,
+        "serving_demo_model": serve,
+        "demo_model_accuracy": {
+            "per_class": {d["class"]: d["accuracy"] for d in digits},
+            "mean": sum(d["accuracy"] for d in digits) / len(digits),
+        } if digits else None,
         "targets": {
             "mfu_ge_60pct_at_65536_tokens": "see profile.mfu_pct_of_measured_peak",
-            "speedup_vs_eager_ge_2x_everywhere": all((r["speedup_vs_pytorch_eager"] or 0) >= 2 for r in table),
+            "speedup_vs_eager_ge_2x_everywhere": all(
+                (r["speedup_vs_pytorch_eager"] or 0) >= 2 for r in table) if table else None,
             "speedup_vs_compile_ge_1_3x_where_measured": all(
-                (r["speedup_vs_pytorch_compile"] or 0) >= 1.3 for r in table if r["pytorch_compile_tokens_per_s"]),
+                (r["speedup_vs_pytorch_compile"] or 0) >= 1.3 for r in table if r["pytorch_compile_tokens_per_s"])
+            if any(r["pytorch_compile_tokens_per_s"] for r in table) else None,
+            "serving_batching_gain_ge_3x": (serve or {}).get("batching_gain", 0) >= 3 if serve else None,
         },
     }
     json.dump(result, sys.stdout, indent=2)
