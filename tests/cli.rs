@@ -1,8 +1,9 @@
-//! The command-line contract of SPEC: `info`, `init`, `forward`, `bench`; bad input exits
-//! non-zero with one line naming the problem, never a panic.
+//! The command-line contract of SPEC: `info`, `init`, `forward`, `bench`, `sample`; bad input
+//! exits non-zero with one line naming the problem, never a panic.
 
 mod common;
 
+use common::digits::{Classifier, asset};
 use common::{fixture, rel_error};
 use linear_dit::Tensor;
 use linear_dit::tensor_file::TensorFile;
@@ -255,4 +256,75 @@ fn bad_flags_are_usage_errors_not_panics() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown backend `tpu`"));
     let out = linear_dit(&["info", "--hidden-size", "30", "--num-heads", "4"]);
     assert_clean_failure(&out, &["hidden_size", "num_heads"]);
+}
+
+#[test]
+fn sample_writes_the_digits_asked_for_byte_identically() {
+    // The README's main command, smaller: a PNG grid and the tensor file, twice with one seed.
+    let dir = tempfile::tempdir().unwrap();
+    let weights = asset("digits.safetensors");
+    let run = |name: &str| {
+        let (png, tensor) = (
+            dir.path().join(format!("{name}.png")),
+            dir.path().join(format!("{name}.safetensors")),
+        );
+        let out = linear_dit(&[
+            "sample",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--class",
+            "7",
+            "--num",
+            "6",
+            "--seed",
+            "11",
+            "--backend",
+            "cpu",
+            "--out",
+            png.to_str().unwrap(),
+            "--out-tensor",
+            tensor.to_str().unwrap(),
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (std::fs::read(png).unwrap(), std::fs::read(tensor).unwrap())
+    };
+    let (png, tensor) = run("a");
+    assert_eq!(
+        run("b"),
+        (png.clone(), tensor.clone()),
+        "same seed, different bytes"
+    );
+    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
+    let file = TensorFile::open(dir.path().join("a.safetensors")).unwrap();
+    let images = Tensor::from_raw("images", &file.tensor("images").unwrap()).unwrap();
+    assert_eq!(images.shape(), &[6, 1, 16, 16]);
+    assert!(images.data().iter().all(|v| (-1.0..=1.0).contains(v)));
+    let sevens = Classifier::load()
+        .classify(&images)
+        .iter()
+        .filter(|&&c| c == 7)
+        .count();
+    assert!(sevens >= 5, "only {sevens}/6 samples read as a 7");
+}
+
+#[test]
+fn sample_rejects_bad_requests_cleanly() {
+    let weights = asset("digits.safetensors");
+    let w = weights.to_str().unwrap();
+    let out = "/nonexistent-dir/never-written.png";
+    for (flags, words) in [
+        (vec!["--sampler", "euler"], vec!["euler"]),
+        (vec!["--steps", "0"], vec!["steps"]),
+        (vec!["--steps", "1001"], vec!["steps", "1000"]),
+        (vec!["--class", "10"], vec!["class", "10"]),
+        (vec!["--guidance", "NaN"], vec!["guidance"]),
+    ] {
+        let mut args = vec!["sample", "--weights", w, "--backend", "cpu", "--out", out];
+        args.extend(flags);
+        assert_clean_failure(&linear_dit(&args), &words);
+    }
 }
