@@ -4,30 +4,18 @@
 mod common;
 
 use common::digits::{Classifier, demo_weights};
+use common::tiny_class_conditional;
 use linear_dit::engine::{
     Engine, EngineConfig, EngineError, EngineHandle, GenerateRequest, Outcome,
 };
 use linear_dit::sampling::metadata::{image_grid, schedule_of};
 use linear_dit::sampling::{SamplerKind, SamplingParams, image_classes, sample};
-use linear_dit::{Config, Device, Grid, InitKind, Model, Weights};
+use linear_dit::{Device, Grid, Model};
 use std::sync::Arc;
 use std::time::Duration;
 
 fn model() -> Arc<Model> {
-    let config = Config {
-        hidden_size: 32,
-        num_layers: 2,
-        num_heads: 4,
-        num_classes: Some(10),
-        ..Config::new(4)
-    };
-    Arc::new(
-        Model::new(
-            &Weights::init(&config, InitKind::Random, 9).unwrap(),
-            Device::Cpu,
-        )
-        .unwrap(),
-    )
+    Arc::new(Model::new(&tiny_class_conditional(9), Device::Cpu).unwrap())
 }
 
 fn request(

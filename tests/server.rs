@@ -4,10 +4,12 @@
 
 mod common;
 
+use common::tiny_class_conditional;
+
 use linear_dit::engine::{Engine, EngineConfig, EngineHandle, Outcome};
 use linear_dit::sampling::ScheduleKind;
 use linear_dit::server::{AppState, serve};
-use linear_dit::{Config, Device, Grid, InitKind, Model, Weights};
+use linear_dit::{Device, Grid, Model, Weights};
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
@@ -23,14 +25,7 @@ struct Server {
 }
 
 fn weights() -> Weights {
-    let config = Config {
-        hidden_size: 32,
-        num_layers: 2,
-        num_heads: 4,
-        num_classes: Some(10),
-        ..Config::new(4)
-    };
-    Weights::init(&config, InitKind::Random, 4).unwrap()
+    tiny_class_conditional(4)
 }
 
 async fn start(max_batch: usize, max_queue: usize) -> Server {

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use linear_dit::tensor_file::TensorFile;
-use linear_dit::{ConfigOverrides, Grid, Tensor, Weights};
+use linear_dit::{Config, ConfigOverrides, Grid, InitKind, Tensor, Weights};
 use std::path::PathBuf;
 
 pub mod digits;
@@ -78,4 +78,17 @@ pub fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     (0..n as u64)
         .map(|i| (stream.uniform_at(i) as f32 * 2.0 - 1.0) * scale)
         .collect()
+}
+
+/// A tiny class-conditional model (h32, 2 layers, 10 classes, D = 4) with `random` weights:
+/// fast enough for tests that run many requests.
+pub fn tiny_class_conditional(seed: u64) -> Weights {
+    let config = Config {
+        hidden_size: 32,
+        num_layers: 2,
+        num_heads: 4,
+        num_classes: Some(10),
+        ..Config::new(4)
+    };
+    Weights::init(&config, InitKind::Random, seed).expect("tiny model")
 }
