@@ -87,62 +87,26 @@ impl Device<'_> {
         let w = self.weights;
 
         // Conditioning: c = t_emb(t) + y_emb(y), per sample.
-        let f = c.time_freq_dim();
         if edifice {
             ops.timestep_features_edifice(b.t, b.features, batch, h / 2, c.num_steps as f32)?;
         } else {
             ops.timestep_features_dit(b.t, b.features, batch)?;
         }
-        let (t0, t2) = &w.t_mlp;
-        ops.small_linear(
+        small_mlp(
+            ops,
+            &w.t_mlp,
             b.features,
-            t0.weight.addr(),
-            t0.bias.addr(),
             b.hidden,
-            batch,
-            f,
-            h,
-            false,
-            false,
-        )?;
-        ops.small_linear(
-            b.hidden,
-            t2.weight.addr(),
-            t2.bias.addr(),
             b.condition,
             batch,
-            h,
-            h,
-            true,
             false,
         )?;
         if let Some(table) = &w.class_table {
             ops.add_class_embedding(b.condition, table.addr(), b.y, batch, h)?;
         }
-        if let (Some((y0, y2)), Some(classes)) = (&w.class_mlp, c.num_classes) {
+        if let (Some(mlp), Some(classes)) = (&w.class_mlp, c.num_classes) {
             ops.class_onehot(b.y, b.onehot, batch, classes)?;
-            ops.small_linear(
-                b.onehot,
-                y0.weight.addr(),
-                y0.bias.addr(),
-                b.class_hidden,
-                batch,
-                classes,
-                h,
-                false,
-                false,
-            )?;
-            ops.small_linear(
-                b.class_hidden,
-                y2.weight.addr(),
-                y2.bias.addr(),
-                b.condition,
-                batch,
-                h,
-                h,
-                true,
-                true,
-            )?;
+            small_mlp(ops, mlp, b.onehot, b.class_hidden, b.condition, batch, true)?;
         }
 
         // Every block's modulation in one launch: adaLN(a(c)), a = SiLU for dit.
@@ -172,14 +136,12 @@ impl Device<'_> {
         let (final_scale, final_shift) = b.affine(2 * layers, batch, h);
         match (&w.final_adaln, &w.final_norm) {
             (Some(adaln), _) => {
-                ops.small_linear(
+                small_layer(
+                    ops,
+                    adaln,
                     b.condition,
-                    adaln.weight.addr(),
-                    adaln.bias.addr(),
                     b.final_modulation,
                     batch,
-                    h,
-                    2 * h,
                     true,
                     false,
                 )?;
@@ -337,4 +299,34 @@ impl Device<'_> {
         // SAFETY: arena and weight buffers sized for this shape.
         unsafe { self.blas.linear(shape, x, w.weight.addr(), None, out) }
     }
+}
+
+/// `out (+)= a(x) Wᵀ + b` for one Linear on a few fp32 rows (`a` = SiLU when `silu_input`).
+fn small_layer(
+    ops: &Ops,
+    linear: &DeviceLinear,
+    x: u64,
+    out: u64,
+    rows: usize,
+    silu_input: bool,
+    accumulate: bool,
+) -> Result<()> {
+    let (weight, bias) = (linear.weight.addr(), linear.bias.addr());
+    ops.small_linear(
+        x, weight, bias, out, rows, linear.inp, linear.out, silu_input, accumulate,
+    )
+}
+
+/// `out (+)= SiLU(x W0ᵀ + b0) W1ᵀ + b1` on a few fp32 rows: the timestep and class MLPs.
+fn small_mlp(
+    ops: &Ops,
+    (first, second): &(DeviceLinear, DeviceLinear),
+    x: u64,
+    hidden: u64,
+    out: u64,
+    rows: usize,
+    accumulate: bool,
+) -> Result<()> {
+    small_layer(ops, first, x, hidden, rows, false, false)?;
+    small_layer(ops, second, hidden, out, rows, true, accumulate)
 }
