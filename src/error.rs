@@ -102,6 +102,16 @@ pub enum Error {
         reason: String,
     },
 
+    /// A size from outside (a shape, a grid, a config, a request) overflows or needs more
+    /// memory than the allocation budget allows (see [`crate::limits`]).
+    #[error("`{what}` is too large: {reason}")]
+    TooLarge {
+        /// What was asked for: `x`, `the forward`, `init`, ...
+        what: String,
+        /// The sizes, and what they would need against which limit.
+        reason: String,
+    },
+
     /// A forward produced a non-finite value, so its output must not be trusted.
     #[error("non-finite value in `{name}` ({detail})")]
     NonFinite {

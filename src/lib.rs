@@ -26,6 +26,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod image;
+pub mod limits;
 pub mod model;
 pub mod rng;
 pub mod sampling;
