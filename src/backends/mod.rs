@@ -114,12 +114,20 @@ pub fn create(weights: &Weights, device: Device, precision: Precision) -> Result
                 tracing::info!(device = %backend.describe(), "using the CUDA backend");
                 Ok(Box::new(backend))
             }
-            Err(reason) => {
+            Err(reason) if falls_back_to_cpu(&reason) => {
                 tracing::info!(%reason, "no usable GPU; using the CPU backend");
                 cpu_backend(weights, precision, true)
             }
+            Err(error) => Err(error),
         },
     }
+}
+
+/// Whether `--backend auto` runs on the CPU after the GPU backend failed with `error`: only
+/// when there is no usable GPU here. A device failure or a bug of ours is reported, not
+/// hidden behind a silently slower backend.
+fn falls_back_to_cpu(error: &Error) -> bool {
+    matches!(error, Error::BackendUnavailable { .. })
 }
 
 /// The CPU backend, which computes in f32: asking it for bf16/f16 explicitly is an error,
@@ -148,4 +156,32 @@ fn cpu_backend(
         }
     }
     Ok(Box::new(cpu::CpuBackend::new(weights)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auto_falls_back_to_the_cpu_only_when_the_gpu_is_unavailable() {
+        let unavailable = Error::BackendUnavailable {
+            backend: "cuda",
+            reason: "libcuda.so was not found".into(),
+        };
+        assert!(falls_back_to_cpu(&unavailable));
+        for error in [
+            Error::Device {
+                backend: "cuda",
+                reason:
+                    "internal error (a bug in linear-dit): running the forward: index out of bounds"
+                        .into(),
+            },
+            Error::Device {
+                backend: "cuda",
+                reason: "uploading weights: CUDA_ERROR_OUT_OF_MEMORY".into(),
+            },
+        ] {
+            assert!(!falls_back_to_cpu(&error), "{error}");
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! Finding the GPU without ever panicking: which CUDA libraries load (and from where), the
 //! driver version, the devices. Every failure is a typed reason, never a crash: cudarc
 //! panics when a library is absent, so every entry into it is guarded first, and the few
-//! calls that could still panic run under `catch_unwind`.
+//! calls that could still panic run under `catch_unwind` ([`guarded`]), which tells a missing
+//! library (the backend is unavailable) from a bug (an internal error, never a fallback).
 
 use crate::error::{Error, Result};
 use serde::Serialize;
@@ -87,16 +88,58 @@ pub struct DeviceInfo {
     pub multiprocessors: i32,
 }
 
-/// Runs `f`, turning a panic inside cudarc into an error.
+/// The start of the reason of every [`Error::Device`] that reports a panic of our own code
+/// (or an unexpected one inside cudarc): a bug to report, never a missing GPU.
+pub const INTERNAL_ERROR: &str = "internal error (a bug in linear-dit)";
+
+/// What a panic caught at the boundary into cudarc means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PanicKind {
+    /// cudarc's dynamic loading found no library, or a library without a symbol it needs:
+    /// the GPU stack is absent or too old here, which is not a bug.
+    LibraryMissing,
+    /// Anything else: a bug (ours, or cudarc's).
+    Bug,
+}
+
+/// Classifies a panic message. cudarc 0.19 (dynamic loading) panics with exactly these
+/// texts when a library is absent (`panic_no_lib_found` in its `lib.rs`) or lacks a symbol
+/// (`load` in every `*/sys/mod.rs`); every other panic is a bug and must not pass for a
+/// machine without a GPU.
+pub fn classify_panic(message: &str) -> PanicKind {
+    let missing_library = message.starts_with("Unable to dynamically load the \"")
+        && message.contains("\" shared library - searched for library names: ");
+    if missing_library || message.starts_with("Missing symbol ") {
+        PanicKind::LibraryMissing
+    } else {
+        PanicKind::Bug
+    }
+}
+
+/// Runs `f`, turning a panic into an error: a missing CUDA library into
+/// [`Error::BackendUnavailable`], anything else into an [`Error::Device`] whose reason starts
+/// with [`INTERNAL_ERROR`] (see [`is_internal_error`]).
 pub fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<String>()
             .map(String::as_str)
             .or_else(|| panic.downcast_ref::<&str>().copied())
-            .unwrap_or("unknown panic");
-        Err(unavailable(format!("{what}: {message}")))
+            .unwrap_or("a panic without a message");
+        Err(match classify_panic(message) {
+            PanicKind::LibraryMissing => unavailable(format!("{what}: {message}")),
+            PanicKind::Bug => Error::Device {
+                backend: "cuda",
+                reason: format!("{INTERNAL_ERROR}: {what}: {message}"),
+            },
+        })
     })
+}
+
+/// Whether `error` reports a bug caught by [`guarded`] (after which the backend's state
+/// cannot be trusted).
+pub fn is_internal_error(error: &Error) -> bool {
+    matches!(error, Error::Device { backend: "cuda", reason } if reason.starts_with(INTERNAL_ERROR))
 }
 
 /// A [`Error::BackendUnavailable`] for the CUDA backend.
@@ -170,4 +213,73 @@ fn describe(index: usize) -> Result<DeviceInfo> {
         memory_bytes,
         multiprocessors: attribute(A::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cudarc_library_absence_panics_are_classified_as_missing_libraries() {
+        // The exact texts of cudarc 0.19.10 (lib.rs `panic_no_lib_found`, sys/mod.rs `load`).
+        let no_lib = "Unable to dynamically load the \"cublasLt\" shared library - searched for \
+                      library names: [\"libcublasLt.so\", \"libcublasLt.so.13\"]. Ensure that \
+                      `LD_LIBRARY_PATH` has the correct path to the installed library.";
+        assert_eq!(classify_panic(no_lib), PanicKind::LibraryMissing);
+        let no_symbol = "Missing symbol cuGraphInstantiateWithFlags: undefined symbol";
+        assert_eq!(classify_panic(no_symbol), PanicKind::LibraryMissing);
+    }
+
+    #[test]
+    fn other_panics_are_classified_as_bugs() {
+        for message in [
+            "index out of bounds: the len is 3 but the index is 7",
+            "called `Option::unwrap()` on a `None` value",
+            "Unsupported target pointer width",
+            "Unable to dynamically load the plan",
+            "a panic without a message",
+            "",
+        ] {
+            assert_eq!(classify_panic(message), PanicKind::Bug, "{message}");
+        }
+    }
+
+    #[test]
+    fn guarded_reports_bugs_as_internal_errors_and_absence_as_unavailable() {
+        let bug = guarded("running the forward", || -> Result<()> {
+            panic!("index out of bounds: the len is 3 but the index is 7")
+        });
+        let bug = bug.err().map(|e| (is_internal_error(&e), e.to_string()));
+        assert!(
+            matches!(&bug, Some((true, text)) if text.contains("internal error (a bug in linear-dit): running the forward: index out of bounds")),
+            "{bug:?}"
+        );
+        let absent = guarded("opening the GPU", || -> Result<()> {
+            panic!(
+                "Unable to dynamically load the \"cuda\" shared library - searched for library names: [\"libcuda.so\"]."
+            )
+        });
+        assert!(
+            matches!(&absent, Err(e @ Error::BackendUnavailable { .. }) if !is_internal_error(e)),
+            "{absent:?}"
+        );
+        assert_eq!(guarded("nothing", || Ok(7)).ok(), Some(7));
+    }
+
+    /// On a machine without the driver, cudarc's real panic (not a copy of its text) is the
+    /// one classified as a missing library.
+    #[test]
+    fn the_real_missing_driver_panic_means_unavailable() {
+        if CudaLibrary::Driver.is_present() {
+            println!("skipped: libcuda.so is present here, so cudarc does not panic");
+            return;
+        }
+        let result = guarded("cuInit", || {
+            cudarc::driver::result::init().map_err(|e| device_error("cuInit", e))
+        });
+        assert!(
+            matches!(&result, Err(Error::BackendUnavailable { .. })),
+            "{result:?}"
+        );
+    }
 }

@@ -32,7 +32,7 @@ use crate::weights::Weights;
 use blas::Blas;
 use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
 use cudarc::driver::{CudaContext, CudaStream};
-use device::{device_error, guarded, unavailable};
+use device::{device_error, guarded, is_internal_error, unavailable};
 use forward::Device;
 use module::Kernels;
 use ops::Ops;
@@ -64,6 +64,9 @@ struct State {
     plan_order: Vec<(usize, usize)>,
     positions: HashMap<Grid, DeviceBuffer>,
     use_graphs: bool,
+    /// The internal error that interrupted an earlier call, if any: after a bug the state
+    /// may be half-updated (a stream left capturing, a plan half-built), so nothing runs on it.
+    broken: Option<String>,
 }
 
 // SAFETY: every CUDA object in `State` is only touched with the mutex held, and the context
@@ -93,8 +96,10 @@ impl CudaBackend {
             ));
         }
         let state = guarded("opening the GPU", || {
-            let ctx =
-                CudaContext::new(0).map_err(|e| device_error("creating the CUDA context", e))?;
+            // A GPU that cannot be opened (taken in exclusive mode, out of memory) is not usable
+            // here: `--backend auto` runs on the CPU instead.
+            let ctx = CudaContext::new(0)
+                .map_err(|e| unavailable(format!("creating the CUDA context failed: {e}")))?;
             // The arena is ordered by hand (one compute stream, events for the copies): the
             // per-buffer event tracking cudarc does by default would only add overhead.
             // SAFETY: no buffer of this context is shared across streams without our events.
@@ -125,6 +130,7 @@ impl CudaBackend {
                 plan_order: Vec::new(),
                 positions: HashMap::new(),
                 use_graphs: std::env::var_os("LINEAR_DIT_NO_GRAPHS").is_none(),
+                broken: None,
             })
         })?;
         Ok(CudaBackend {
@@ -149,8 +155,7 @@ impl CudaBackend {
     /// inputs are validated like any forward's).
     pub fn profile(&self, input: &Input<'_>) -> Result<Phases> {
         let shape = crate::model::validate(&self.config, input)?;
-        let mut state = self.lock();
-        guarded("profiling the forward", || {
+        self.with_state("profiling the forward", |state| {
             state
                 .forward(&self.config, self.dtype, input, shape, true)
                 .map(|(_, phases)| phases)
@@ -159,9 +164,7 @@ impl CudaBackend {
 
     /// The device's measured copy bandwidth and bf16 GEMM throughput.
     pub fn ceilings(&self) -> Result<profile::Ceilings> {
-        let mut state = self.lock();
-        let state = &mut *state;
-        guarded("measuring the device's ceilings", || {
+        self.with_state("measuring the device's ceilings", |state| {
             profile::measure_ceilings(&state.compute, &mut state.blas)
         })
     }
@@ -173,7 +176,29 @@ impl CudaBackend {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic never leaves the lock poisoned half-way: `with_state` catches it and
+        // records it in `broken`, which is what refuses later calls.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the state under [`guarded`]. A bug (a caught panic) marks the state broken:
+    /// this and every later call return that internal error rather than run on a state the
+    /// panic may have left half-updated.
+    fn with_state<T>(&self, what: &str, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+        let mut state = self.lock();
+        if let Some(bug) = &state.broken {
+            return Err(Error::Device {
+                backend: "cuda",
+                reason: format!("{bug} (an earlier call hit it; this backend runs nothing more)"),
+            });
+        }
+        let result = guarded(what, || f(&mut state));
+        if let Err(error @ Error::Device { reason, .. }) = &result
+            && is_internal_error(error)
+        {
+            state.broken = Some(reason.clone());
+        }
+        result
     }
 }
 
@@ -213,8 +238,7 @@ impl Backend for CudaBackend {
     }
 
     fn forward(&self, input: &Input<'_>, shape: ForwardShape) -> Result<Tensor> {
-        let mut state = self.lock();
-        guarded("running the forward", || {
+        self.with_state("running the forward", |state| {
             state
                 .forward(&self.config, self.dtype, input, shape, false)
                 .map(|(eps, _)| eps)
