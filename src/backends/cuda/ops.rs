@@ -215,7 +215,12 @@ impl Ops {
             int(tokens),
             Float(eps),
         ];
-        self.launch("norm_modulate", norm_grid(rows, h), &args)
+        let vector = norm_vector_path(h, &[x, out, scale, shift], None);
+        self.launch(
+            "norm_modulate",
+            grid_1d(norm_blocks(rows, h, vector)),
+            &args,
+        )
     }
 
     /// `x += gate ⊙ (y + bias)`, then (if `out` ≠ 0) the next LayerNorm + modulation into `out`.
@@ -249,7 +254,10 @@ impl Ops {
             int(tokens),
             Float(eps),
         ];
-        self.launch("residual_norm_modulate", norm_grid(rows, h), &args)
+        let pointers = [x, y, bias, gate, out, scale, shift];
+        let vector = norm_vector_path(h, &pointers, Some(gate_stride));
+        let config = grid_1d(norm_blocks(rows, h, vector));
+        self.launch("residual_norm_modulate", config, &args)
     }
 
     /// Folds shift/scale columns of `modulation` (and gamma/beta) into per-sample scale/shift.
@@ -461,14 +469,30 @@ impl Ops {
     }
 }
 
-/// Grid of the LayerNorm kernels: 8 rows per block (one warp each) up to h = 1024, else one
-/// block per row.
-fn norm_grid(rows: usize, h: usize) -> LaunchConfig {
-    grid_1d(if h <= 1024 {
-        (rows as u64).div_ceil(8)
+/// Largest h of the LayerNorm kernels' one-warp-per-row path (`LN_WARP_MAX_H`).
+const NORM_WARP_MAX_H: usize = 1024;
+/// Rows per block on the one-warp-per-row path (`LDT_THREADS / 32`).
+const NORM_ROWS_PER_BLOCK: u64 = THREADS as u64 / 32;
+
+/// Whether the LayerNorm kernels take their 128-bit path for these arguments — the test of
+/// `norm_kernel` in `kernels/layer_norm_modulate.cu`, repeated here so the grid matches the
+/// path: h % 8 == 0, every pointer 16-byte aligned (a null pointer is), and for the residual
+/// kernel (`gate_stride` given) a gate stride that keeps each sample's gate row aligned.
+fn norm_vector_path(h: usize, pointers: &[u64], gate_stride: Option<usize>) -> bool {
+    h % 8 == 0 && pointers.iter().all(|p| p % 16 == 0) && gate_stride.is_none_or(|s| s % 4 == 0)
+}
+
+/// Blocks of a LayerNorm launch over `rows` rows of `h`: 8 rows per block (one warp each) on
+/// the vector path up to h = 1024, else one block per row — the scalar path (any h) and the
+/// block-per-row path (1024 < h ≤ 8192) give each block one row at a time, so 8× fewer
+/// blocks than rows would leave most of the GPU idle (the kernel's grid-stride loop keeps any
+/// grid correct, only slower).
+fn norm_blocks(rows: usize, h: usize, vector: bool) -> u64 {
+    if vector && h <= NORM_WARP_MAX_H {
+        (rows as u64).div_ceil(NORM_ROWS_PER_BLOCK)
     } else {
         rows as u64
-    })
+    }
 }
 
 /// Most pass-1 chunks per (sample, head): bounds the partial-sum buffer for long sequences.
@@ -480,4 +504,30 @@ const MAX_ATTENTION_CHUNKS: usize = 64;
 pub fn attention_chunk(tokens: usize) -> usize {
     let chunk = tokens.div_ceil(MAX_ATTENTION_CHUNKS).max(ATTENTION_CHUNK);
     chunk.div_ceil(128) * 128
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn norm_grid_follows_the_path_the_kernel_takes() {
+        let aligned = [0x1000u64, 0x2000, 0x3000, 0];
+        // The vector path up to h = 1024: 8 rows per block.
+        assert!(norm_vector_path(512, &aligned, None));
+        assert_eq!(norm_blocks(1000, 512, true), 125);
+        assert_eq!(norm_blocks(7, 1024, true), 1);
+        // h % 8 != 0, a misaligned pointer, or a gate stride that misaligns the gate rows:
+        // the scalar path, one row per block.
+        assert!(!norm_vector_path(500, &aligned, None));
+        assert!(!norm_vector_path(512, &[0x1000, 0x2008], None));
+        assert!(!norm_vector_path(512, &aligned, Some(6 * 512 + 2)));
+        assert!(norm_vector_path(512, &aligned, Some(6 * 512)));
+        assert_eq!(norm_blocks(1000, 500, false), 1000);
+        assert_eq!(norm_blocks(1000, 512, false), 1000);
+        // Above h = 1024 one block per row whichever path.
+        assert_eq!(norm_blocks(33, 1536, true), 33);
+        assert_eq!(norm_blocks(33, 16384, false), 33);
+        assert_eq!(norm_blocks(0, 64, true), 0);
+    }
 }
