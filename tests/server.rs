@@ -8,7 +8,7 @@ use common::tiny_class_conditional;
 
 use linear_dit::engine::{Engine, EngineConfig, EngineHandle, Outcome};
 use linear_dit::sampling::ScheduleKind;
-use linear_dit::server::{AppState, serve};
+use linear_dit::server::{AppState, HttpLimits, serve};
 use linear_dit::{Device, Grid, Model, Weights};
 use std::net::SocketAddr;
 use std::process::Command;
@@ -43,6 +43,7 @@ async fn start(max_batch: usize, max_queue: usize) -> Server {
         engine: engine.clone(),
         grid: Grid::new(4, 4),
         schedule: ScheduleKind::Linear,
+        limits: HttpLimits::default(),
     };
     let task = tokio::spawn(serve(listener, state, async move {
         let _ = stopped.await;
@@ -357,7 +358,10 @@ async fn health_metrics_and_open_inference_protocol() {
     assert!(head.contains("text/plain"));
     let text = String::from_utf8(body).unwrap();
     for metric in [
-        "linear_dit_requests_total{outcome=\"ok\"} 1",
+        // The OIP forward and the generate request; the malformed OIP body is invalid.
+        "linear_dit_requests_total{outcome=\"ok\"} 2",
+        "linear_dit_requests_total{outcome=\"invalid\"} 1",
+        "linear_dit_http_responses_total{route=\"/v2/models/{model}/infer\",status=\"400\"} 1",
         "linear_dit_queue_depth",
         "linear_dit_batch_rows_bucket",
         "linear_dit_step_seconds_count",

@@ -6,6 +6,7 @@
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -49,6 +50,8 @@ struct Run {
     latencies_ms: Vec<f64>,
     /// The engine's side of the run (`None` when `/metrics` could not be read).
     engine: Option<EngineDelta>,
+    /// Failed requests by reason.
+    failures: BTreeMap<String, usize>,
 }
 
 /// Sums read from the server's Prometheus histograms at one moment.
@@ -193,6 +196,20 @@ pub fn run(args: LoadgenArgs) -> Result<()> {
             serde_json::json!({"runs": runs_json, "batching_gain": gain})
         );
     }
+    let failed: usize = runs.iter().map(|r| r.errors).sum();
+    if failed > 0 {
+        let mut reasons: BTreeMap<&str, usize> = BTreeMap::new();
+        for run in &runs {
+            for (why, n) in &run.failures {
+                *reasons.entry(why).or_default() += n;
+            }
+        }
+        for (why, n) in &reasons {
+            eprintln!("loadgen: {n} × {why}");
+        }
+        let sent: usize = runs.iter().map(|r| r.ok + r.errors).sum();
+        bail!("{failed} of {sent} requests failed (reasons above)");
+    }
     Ok(())
 }
 
@@ -218,11 +235,15 @@ async fn drive(
                 let mut results = Vec::new();
                 while sent.fetch_add(1, Ordering::Relaxed) < requests && start.elapsed() < limit {
                     let begin = Instant::now();
-                    let ok = matches!(
-                        http(addr, "POST", "/v1/generate", &body).await,
-                        Ok((200, _))
-                    );
-                    results.push((ok, begin.elapsed().as_secs_f64() * 1e3));
+                    let outcome = match http(addr, "POST", "/v1/generate", &body).await {
+                        Ok((200, _)) => Ok(()),
+                        Ok((status, body)) => Err(format!(
+                            "HTTP {status}: {}",
+                            error_message(&body)
+                        )),
+                        Err(e) => Err(e.to_string()),
+                    };
+                    results.push((outcome, begin.elapsed().as_secs_f64() * 1e3));
                 }
                 results
             })
@@ -230,12 +251,18 @@ async fn drive(
         .collect();
     let mut latencies_ms = Vec::new();
     let mut errors = 0;
+    let mut failures: BTreeMap<String, usize> = BTreeMap::new();
     for task in tasks {
-        for (ok, ms) in task.await.unwrap_or_default() {
-            if ok {
-                latencies_ms.push(ms);
-            } else {
-                errors += 1;
+        let results = task
+            .await
+            .unwrap_or_else(|e| vec![(Err(format!("client task failed: {e}")), 0.0)]);
+        for (outcome, ms) in results {
+            match outcome {
+                Ok(()) => latencies_ms.push(ms),
+                Err(why) => {
+                    errors += 1;
+                    *failures.entry(why).or_default() += 1;
+                }
             }
         }
     }
@@ -247,6 +274,22 @@ async fn drive(
         seconds: start.elapsed().as_secs_f64(),
         latencies_ms,
         engine: None,
+        failures,
+    }
+}
+
+/// The message of an error body (`{"error": {"message"}}` or `{"error": "…"}`), else the
+/// start of the body.
+fn error_message(body: &[u8]) -> String {
+    let value: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let error = value.as_ref().and_then(|v| v.get("error"));
+    match error {
+        Some(serde_json::Value::String(message)) => message.clone(),
+        Some(e) => e
+            .get("message")
+            .and_then(|m| m.as_str())
+            .map_or_else(|| e.to_string(), str::to_string),
+        None => String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned(),
     }
 }
 

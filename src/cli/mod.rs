@@ -21,9 +21,14 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "linear-dit", version, about, long_about = None)]
 pub struct Cli {
-    /// Worker threads for the CPU backend [default: all cores].
-    #[arg(long, global = true)]
-    pub threads: Option<usize>,
+    /// Worker threads for the CPU backend, 1 to 1024 [default: all cores].
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS))]
+    pub threads: Option<u16>,
+    /// Largest allocation plan one command or request may make, e.g. `4G`, `512M` [default:
+    /// 3/4 of physical memory, or $LINEAR_DIT_MAX_MEMORY]. Anything that would need more is
+    /// refused with the size it needs, before allocating.
+    #[arg(long, global = true, value_parser = linear_dit::limits::parse_bytes)]
+    pub max_memory: Option<u64>,
     /// Log filter (tracing EnvFilter syntax), e.g. `debug` or `linear_dit=trace`; RUST_LOG
     /// works too.
     #[arg(long, global = true, default_value = "info")]
@@ -53,12 +58,20 @@ pub enum Command {
     Doctor(doctor::DoctorArgs),
 }
 
+/// Most CPU worker threads `--threads` accepts: far above any core count we run on, and low
+/// enough that creating them takes milliseconds rather than exhausting the process limit.
+const MAX_THREADS: i64 = 1024;
+
 /// Runs the parsed command.
 pub fn run(cli: Cli) -> Result<()> {
+    if let Some(bytes) = cli.max_memory {
+        linear_dit::limits::set_max_alloc_bytes(bytes);
+    }
     if let Some(threads) = cli.threads {
         rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global()?;
+            .num_threads(usize::from(threads))
+            .build_global()
+            .map_err(|e| anyhow::anyhow!("cannot start {threads} CPU worker threads: {e}"))?;
     }
     match cli.command {
         Command::Info(args) => info::run(args),

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use linear_dit::engine::{Engine, EngineConfig};
 use linear_dit::sampling::metadata::{image_grid, schedule_of};
-use linear_dit::server::{AppState, serve};
+use linear_dit::server::{AppState, HttpLimits, serve};
 use linear_dit::{ConfigOverrides, Grid, Model, Weights};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -32,9 +32,31 @@ pub struct ServeArgs {
     /// Most tokens (rows × N) per forward.
     #[arg(long, default_value_t = 1 << 16)]
     max_tokens: usize,
+    /// Most images one /v1/generate request may ask for.
+    #[arg(long, default_value_t = 64)]
+    max_images: usize,
+    /// Most denoising steps one /v1/generate request may ask for.
+    #[arg(long, default_value_t = 1000)]
+    max_steps: usize,
     /// Deadline of requests that give none, in milliseconds (0: none).
     #[arg(long, default_value_t = 0)]
     deadline_ms: u64,
+    /// Largest request body in bytes (413 above), e.g. 32M.
+    #[arg(long, default_value = "32M", value_parser = linear_dit::limits::parse_bytes)]
+    max_body_bytes: u64,
+    /// Most open connections; more wait in the listen backlog.
+    #[arg(long, default_value_t = 256)]
+    max_connections: usize,
+    /// Seconds a client has to send a request header (also the keep-alive idle limit).
+    #[arg(long, default_value_t = 10)]
+    header_timeout_s: u64,
+    /// Seconds a client has to send a request body once the server reads it (408 after).
+    #[arg(long, default_value_t = 30)]
+    body_timeout_s: u64,
+    /// On SIGTERM or Ctrl-C, seconds to finish accepted requests before exiting with an
+    /// error.
+    #[arg(long, default_value_t = 60)]
+    drain_timeout_s: u64,
     /// Image size HxW in pixels [default: the weights' `linear_dit.image` metadata].
     #[arg(long)]
     size: Option<Grid>,
@@ -55,8 +77,21 @@ pub fn run(args: ServeArgs) -> Result<()> {
         max_batch: args.max_batch,
         max_tokens_per_forward: args.max_tokens,
         max_queue: args.max_queue,
+        max_images_per_request: args.max_images,
+        max_steps_per_request: args.max_steps,
         default_deadline: (args.deadline_ms > 0).then(|| Duration::from_millis(args.deadline_ms)),
     };
+    // Limits that can never be met fail here, not on the first request.
+    config.check_serves(weights.config(), grid)?;
+    let limits = HttpLimits {
+        max_body_bytes: usize::try_from(args.max_body_bytes)
+            .context("--max-body-bytes does not fit this machine's address space")?,
+        header_timeout: Duration::from_secs(args.header_timeout_s),
+        body_timeout: Duration::from_secs(args.body_timeout_s),
+        max_connections: args.max_connections,
+        drain_timeout: Duration::from_secs(args.drain_timeout_s),
+    };
+    limits.validate().map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .worker_threads(2)
@@ -78,6 +113,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             engine,
             grid,
             schedule,
+            limits,
         };
         serve(listener, state, shutdown_signal())
             .await

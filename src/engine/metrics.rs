@@ -1,5 +1,6 @@
 //! Engine metrics, rendered in the Prometheus text exposition format (version 0.0.4).
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -119,6 +120,8 @@ pub struct Metrics {
     tokens_per_second_bits: AtomicU64,
     queue_depth: AtomicU64,
     active: AtomicU64,
+    /// HTTP responses by (route, status).
+    http_responses: Mutex<BTreeMap<(&'static str, u16), u64>>,
 }
 
 impl Default for Metrics {
@@ -137,6 +140,7 @@ impl Default for Metrics {
             tokens_per_second_bits: AtomicU64::new(0),
             queue_depth: AtomicU64::new(0),
             active: AtomicU64::new(0),
+            http_responses: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -175,6 +179,29 @@ impl Metrics {
     pub fn set_load(&self, queued: usize, active: usize) {
         self.queue_depth.store(queued as u64, Ordering::Relaxed);
         self.active.store(active as u64, Ordering::Relaxed);
+    }
+
+    /// Counts one HTTP response of `route` (a route pattern, from a bounded set) with
+    /// `status`.
+    pub fn record_http(&self, route: &'static str, status: u16) {
+        let mut counts = self
+            .http_responses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *counts.entry((route, status)).or_default() += 1;
+    }
+
+    /// HTTP responses of `route` with `status` so far.
+    pub fn http_count(&self, route: &str, status: u16) -> u64 {
+        let counts = self
+            .http_responses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        counts
+            .iter()
+            .filter(|((r, s), _)| *r == route && *s == status)
+            .map(|(_, n)| n)
+            .sum()
     }
 
     /// Waiting requests.
@@ -226,6 +253,21 @@ impl Metrics {
             "# HELP linear_dit_tokens_total Tokens processed by forwards.\n# TYPE linear_dit_tokens_total counter\nlinear_dit_tokens_total {}",
             self.tokens_total.load(Ordering::Relaxed)
         );
+        let _ = writeln!(
+            out,
+            "# HELP linear_dit_http_responses_total HTTP responses by route and status.\n# TYPE linear_dit_http_responses_total counter"
+        );
+        let http = self
+            .http_responses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for ((route, status), count) in http {
+            let _ = writeln!(
+                out,
+                "linear_dit_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+            );
+        }
         self.batch_rows.render(
             &mut out,
             "linear_dit_batch_rows",

@@ -32,8 +32,10 @@ pub use request::{EngineError, GenerateRequest, Generated};
 
 use crate::config::Config;
 use crate::error::Error;
-use crate::model::{Grid, Model};
-use crate::sampling::{NoiseKey, SamplingPlan, StepBatch, Trajectory, image_classes};
+use crate::model::{Grid, Input, Model, validate};
+use crate::sampling::{
+    NoiseKey, SamplingPlan, StepBatch, Trajectory, check_sampling_size, image_classes,
+};
 use crate::tensor::Tensor;
 use queue::{ForwardJob, GenerateJob, Job, Shared};
 use std::sync::Arc;
@@ -41,7 +43,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
 
-/// Limits of the engine.
+/// Limits of the engine. Every request — `/v1/generate`, a raw forward, an embedded caller —
+/// goes through the same admission against them.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     /// Most rows (images, each guided image counting twice) in one forward.
@@ -50,6 +53,11 @@ pub struct EngineConfig {
     pub max_tokens_per_forward: usize,
     /// Most requests waiting for a slot; beyond it requests are rejected (HTTP 429).
     pub max_queue: usize,
+    /// Most images one generate request may ask for.
+    pub max_images_per_request: usize,
+    /// Most denoising steps one generate request may ask for (the model's `num_steps` caps
+    /// it too).
+    pub max_steps_per_request: usize,
     /// Deadline of requests that give none; `None`: no deadline.
     pub default_deadline: Option<Duration>,
 }
@@ -60,8 +68,52 @@ impl Default for EngineConfig {
             max_batch: 64,
             max_tokens_per_forward: 1 << 16,
             max_queue: 256,
+            max_images_per_request: 64,
+            max_steps_per_request: 1000,
             default_deadline: None,
         }
+    }
+}
+
+impl EngineConfig {
+    /// Checks the limits themselves: each at least 1.
+    pub fn validate(&self) -> Result<(), EngineError> {
+        for (field, value) in [
+            ("max_batch", self.max_batch),
+            ("max_tokens_per_forward", self.max_tokens_per_forward),
+            ("max_queue", self.max_queue),
+            ("max_images_per_request", self.max_images_per_request),
+            ("max_steps_per_request", self.max_steps_per_request),
+        ] {
+            if value == 0 {
+                return Err(EngineError::Invalid(Error::config(
+                    field,
+                    "must be at least 1: with 0 no request could ever be served",
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that one image of `grid` can be served at all: one row of its tokens, or two
+    /// for a class-conditional model (classifier-free guidance runs both halves together).
+    /// A server calls this at start-up, so limits that can never be met fail there.
+    pub fn check_serves(&self, model: &Config, grid: Grid) -> Result<(), EngineError> {
+        self.validate()?;
+        let rows = if model.num_classes.is_some() { 2 } else { 1 };
+        let tokens = grid.tokens().saturating_mul(rows);
+        if self.max_batch < rows || self.max_tokens_per_forward < tokens {
+            return Err(EngineError::Invalid(Error::config(
+                "max_batch",
+                format!(
+                    "({}) and max_tokens_per_forward ({}) cannot hold one guided image: it needs {rows} rows of {} tokens",
+                    self.max_batch,
+                    self.max_tokens_per_forward,
+                    grid.tokens()
+                ),
+            )));
+        }
+        Ok(())
     }
 }
 
@@ -70,16 +122,17 @@ pub struct Engine;
 
 impl Engine {
     /// Starts the worker thread for `model` and returns a handle to it.
+    ///
+    /// The worker isolates each forward: a panic there fails only that forward's requests.
+    /// Should the worker itself stop (a bug outside a forward, or forwards that keep
+    /// panicking), the engine turns unready, every waiting request is answered with
+    /// [`EngineError::WorkerFailed`], and [`EngineHandle::stopped`] reports the failure so a
+    /// server can exit non-zero and be restarted.
     pub fn start(model: Arc<Model>, config: EngineConfig) -> Result<EngineHandle, EngineError> {
-        if config.max_batch == 0 || config.max_tokens_per_forward == 0 {
-            return Err(EngineError::Invalid(Error::config(
-                "max_batch",
-                "and max_tokens_per_forward must be at least 1",
-            )));
-        }
+        config.validate()?;
         let shared = Arc::new(Shared::default());
         let metrics = Arc::new(Metrics::default());
-        let (done_tx, done_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(WorkerState::Running);
         let model_config = model.config().clone();
         let backend = model.describe_backend();
         let worker = {
@@ -87,8 +140,22 @@ impl Engine {
             std::thread::Builder::new()
                 .name("linear-dit-worker".into())
                 .spawn(move || {
-                    worker::run(model, config, shared, metrics);
-                    let _ = done_tx.send(true);
+                    let run = std::panic::AssertUnwindSafe(|| {
+                        worker::run(model, config, shared.clone(), metrics.clone())
+                    });
+                    let end = match std::panic::catch_unwind(run) {
+                        Ok(Ok(())) => WorkerState::Drained,
+                        Ok(Err(reason)) => WorkerState::Failed(reason),
+                        Err(panic) => WorkerState::Failed(format!(
+                            "the worker panicked: {}",
+                            worker::panic_message(panic.as_ref())
+                        )),
+                    };
+                    if let WorkerState::Failed(reason) = &end {
+                        tracing::error!(%reason, "engine worker stopped; answering every waiting request");
+                        worker::fail_queued(&shared, &metrics, reason);
+                    }
+                    let _ = done_tx.send(end);
                 })
                 .map_err(|e| EngineError::Failed(format!("cannot start the worker thread: {e}")))?
         };
@@ -108,6 +175,18 @@ impl Engine {
     }
 }
 
+/// Where the worker thread is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Serving.
+    Running,
+    /// Shut down after answering every accepted request.
+    Drained,
+    /// Stopped by a failure it could not recover from (the reason); the engine serves
+    /// nothing more and should be restarted.
+    Failed(String),
+}
+
 struct Inner {
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
@@ -115,7 +194,7 @@ struct Inner {
     model_config: Config,
     backend: String,
     next_id: AtomicU64,
-    done: watch::Receiver<bool>,
+    done: watch::Receiver<WorkerState>,
 }
 
 /// A cheap, cloneable handle to a running engine.
@@ -131,18 +210,21 @@ impl EngineHandle {
         let (job, rx) = match self.prepare(request) {
             Ok(prepared) => prepared,
             Err(e) => {
-                self.inner.metrics.record(match e {
-                    EngineError::Invalid(_) | EngineError::TooLarge(_) => Outcome::Invalid,
-                    _ => Outcome::Failed,
-                });
+                self.inner.metrics.record(e.outcome());
                 return Err(e);
             }
         };
         self.enqueue(Job::Generate(Box::new(job)))?;
-        rx.await.unwrap_or(Err(EngineError::ShuttingDown))
+        match rx.await {
+            Ok(answer) => answer,
+            Err(_) => Err(self.closed_error()),
+        }
     }
 
     /// One raw forward (`x [B, N, D]`, `t [B]`, `y [B]`), run by the worker between steps.
+    /// It is validated here, against the model and the engine's limits (`max_batch` rows,
+    /// `max_tokens_per_forward` tokens), before it is queued; the default deadline applies;
+    /// dropping the future cancels it.
     pub async fn forward(
         &self,
         x: Tensor,
@@ -150,15 +232,58 @@ impl EngineHandle {
         y: Option<Vec<i64>>,
         grid: Option<Grid>,
     ) -> Result<Tensor, EngineError> {
+        let checked = self.check_forward(&x, &t, y.as_deref(), grid);
+        if let Err(e) = &checked {
+            self.inner.metrics.record(e.outcome());
+        }
+        let grid = checked?;
         let (reply, rx) = oneshot::channel();
+        let deadline = self
+            .inner
+            .config
+            .default_deadline
+            .map(|limit| (Instant::now() + limit, limit));
         self.enqueue(Job::Forward(ForwardJob {
             x,
             t,
             y,
             grid,
+            deadline,
             reply,
         }))?;
-        rx.await.unwrap_or(Err(EngineError::ShuttingDown))
+        match rx.await {
+            Ok(answer) => answer,
+            Err(_) => Err(self.closed_error()),
+        }
+    }
+
+    /// Validates a raw forward against the model and the limits; returns its grid.
+    fn check_forward(
+        &self,
+        x: &Tensor,
+        t: &[f32],
+        y: Option<&[i64]>,
+        grid: Option<Grid>,
+    ) -> Result<Grid, EngineError> {
+        let input = Input { x, t, y, grid };
+        let shape = validate(&self.inner.model_config, &input)?;
+        let limits = &self.inner.config;
+        let tokens = shape.batch.saturating_mul(shape.tokens);
+        if shape.batch > limits.max_batch || tokens > limits.max_tokens_per_forward {
+            return Err(EngineError::TooLarge(format!(
+                "a forward of {} rows × {} tokens; this engine runs at most {} rows and {} tokens per forward",
+                shape.batch, shape.tokens, limits.max_batch, limits.max_tokens_per_forward
+            )));
+        }
+        Ok(shape.grid)
+    }
+
+    /// Why an accepted request got no answer: the worker failed, or it was shut down.
+    fn closed_error(&self) -> EngineError {
+        match &*self.inner.done.borrow() {
+            WorkerState::Failed(reason) => EngineError::WorkerFailed(reason.clone()),
+            _ => EngineError::ShuttingDown,
+        }
     }
 
     /// Validates a request and builds its trajectories.
@@ -173,10 +298,37 @@ impl EngineHandle {
         EngineError,
     > {
         let config = &self.inner.model_config;
+        let limits = &self.inner.config;
         if request.num_images == 0 {
             return Err(Error::input("num_images", "must be at least 1").into());
         }
+        if request.num_images > limits.max_images_per_request {
+            return Err(EngineError::TooLarge(format!(
+                "{} images; this engine serves at most {} per request",
+                request.num_images, limits.max_images_per_request
+            )));
+        }
+        if request.params.steps > limits.max_steps_per_request {
+            return Err(EngineError::TooLarge(format!(
+                "{} steps; this engine runs at most {} per request",
+                request.params.steps, limits.max_steps_per_request
+            )));
+        }
         let plan = SamplingPlan::new(config, &request.params)?;
+        // Rows and tokens per step, checked before any trajectory is built.
+        let rows_per_image = if plan.params().guidance != 1.0 { 2 } else { 1 };
+        let rows = request.num_images.saturating_mul(rows_per_image);
+        let tokens = rows.saturating_mul(request.grid.tokens());
+        if rows > limits.max_batch || tokens > limits.max_tokens_per_forward {
+            return Err(EngineError::TooLarge(format!(
+                "{} images need {rows} rows of {} tokens per step; this engine runs at most {} rows and {} tokens per forward",
+                request.num_images,
+                request.grid.tokens(),
+                limits.max_batch,
+                limits.max_tokens_per_forward
+            )));
+        }
+        check_sampling_size(config, request.grid, request.num_images)?;
         let trajectories = image_classes(config, request.class_label, request.num_images)
             .into_iter()
             .enumerate()
@@ -188,17 +340,8 @@ impl EngineHandle {
                 Trajectory::new(config, plan.clone(), class, key, request.grid)
             })
             .collect::<crate::Result<Vec<_>>>()?;
+        // The job's own count (equal to the estimate above).
         let rows: usize = trajectories.iter().map(StepBatch::rows_of).sum();
-        let limits = &self.inner.config;
-        if rows > limits.max_batch || rows * request.grid.tokens() > limits.max_tokens_per_forward {
-            return Err(EngineError::TooLarge(format!(
-                "{} images need {rows} rows of {} tokens per step; this engine runs at most {} rows and {} tokens per forward",
-                request.num_images,
-                request.grid.tokens(),
-                limits.max_batch,
-                limits.max_tokens_per_forward
-            )));
-        }
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("request", id, class = ?request.class_label, images = request.num_images, steps = request.params.steps);
         let deadline = request
@@ -223,6 +366,10 @@ impl EngineHandle {
     /// Puts a job in the queue, or rejects it (queue full, shutting down).
     fn enqueue(&self, job: Job) -> Result<(), EngineError> {
         let mut state = self.inner.shared.lock();
+        if let WorkerState::Failed(reason) = &*self.inner.done.borrow() {
+            self.inner.metrics.record(Outcome::Failed);
+            return Err(EngineError::WorkerFailed(reason.clone()));
+        }
         if state.shutting_down {
             self.inner.metrics.record(Outcome::ShuttingDown);
             return Err(EngineError::ShuttingDown);
@@ -244,13 +391,37 @@ impl EngineHandle {
     pub async fn shutdown(&self) {
         self.inner.shared.lock().shutting_down = true;
         self.inner.shared.notify();
-        let mut done = self.inner.done.clone();
-        let _ = done.wait_for(|&d| d).await;
+        self.stopped().await;
     }
 
-    /// Whether the engine accepts requests.
+    /// Waits until the worker has stopped, and says how: drained after a shutdown, or
+    /// failed (then the process should exit non-zero so that it is restarted).
+    pub async fn stopped(&self) -> WorkerState {
+        let mut done = self.inner.done.clone();
+        match done.wait_for(|s| *s != WorkerState::Running).await {
+            Ok(state) => state.clone(),
+            Err(_) => WorkerState::Failed("the worker thread went away".into()),
+        }
+    }
+
+    /// Whether the engine accepts requests: not shutting down, and its worker running.
     pub fn is_ready(&self) -> bool {
-        !self.inner.shared.lock().shutting_down && !*self.inner.done.borrow()
+        !self.inner.shared.lock().shutting_down
+            && *self.inner.done.borrow() == WorkerState::Running
+    }
+
+    /// Why the engine is not ready (for readiness answers).
+    pub fn unready_reason(&self) -> String {
+        match self.worker_state() {
+            WorkerState::Failed(reason) => format!("the engine's worker has failed: {reason}"),
+            WorkerState::Drained => "shut down".into(),
+            WorkerState::Running => "shutting down".into(),
+        }
+    }
+
+    /// The worker's state.
+    pub fn worker_state(&self) -> WorkerState {
+        self.inner.done.borrow().clone()
     }
 
     /// The engine's metrics.

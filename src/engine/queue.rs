@@ -57,10 +57,20 @@ pub struct ForwardJob {
     pub t: Vec<f32>,
     /// `[B]` for class-conditional models.
     pub y: Option<Vec<i64>>,
-    /// Token grid.
-    pub grid: Option<Grid>,
-    /// Where the answer goes.
+    /// Token grid (validated).
+    pub grid: Grid,
+    /// When it must be done by.
+    pub deadline: Option<(Instant, Duration)>,
+    /// Where the answer goes; closed when the caller stopped waiting.
     pub reply: oneshot::Sender<Result<Tensor, EngineError>>,
+}
+
+impl ForwardJob {
+    /// Rows and tokens it adds to a forward.
+    pub fn size(&self) -> (usize, usize) {
+        let rows = self.t.len();
+        (rows, rows.saturating_mul(self.grid.tokens()))
+    }
 }
 
 /// Work for the worker.
@@ -78,6 +88,18 @@ pub struct State {
     pub queue: VecDeque<Job>,
     /// No new jobs are accepted; the worker drains and exits.
     pub shutting_down: bool,
+}
+
+impl Job {
+    /// Answers the job with `error` without running it.
+    pub fn reject(self, error: EngineError) {
+        match self {
+            Job::Generate(mut g) => g.answer(Err(error)),
+            Job::Forward(f) => {
+                let _ = f.reply.send(Err(error));
+            }
+        }
+    }
 }
 
 /// The queue and its wake-up signal.

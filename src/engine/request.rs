@@ -1,5 +1,6 @@
 //! What callers ask of the engine, and how each answer can fail.
 
+use super::metrics::Outcome;
 use crate::error::Error;
 use crate::model::Grid;
 use crate::sampling::SamplingParams;
@@ -58,7 +59,24 @@ pub enum EngineError {
     /// The deadline passed before completion (HTTP 504); the request's slot was freed.
     #[error("deadline of {0:?} passed before the request completed")]
     DeadlineExceeded(Duration),
-    /// A forward failed (HTTP 500).
+    /// A forward failed (HTTP 500); the engine goes on serving.
     #[error("inference failed: {0}")]
     Failed(String),
+    /// The engine's worker has stopped after a failure it could not recover from (HTTP 503):
+    /// this engine serves nothing more and must be restarted.
+    #[error("the engine's worker has failed and serves no more requests: {0}")]
+    WorkerFailed(String),
+}
+
+impl EngineError {
+    /// How a request that ended with this error is counted.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            EngineError::Invalid(_) | EngineError::TooLarge(_) => Outcome::Invalid,
+            EngineError::QueueFull(_) => Outcome::QueueFull,
+            EngineError::ShuttingDown => Outcome::ShuttingDown,
+            EngineError::DeadlineExceeded(_) => Outcome::DeadlineExceeded,
+            EngineError::Failed(_) | EngineError::WorkerFailed(_) => Outcome::Failed,
+        }
+    }
 }

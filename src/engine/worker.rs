@@ -22,25 +22,44 @@ use std::time::{Duration, Instant};
 /// How long an idle worker sleeps before re-checking deadlines and cancellations.
 const IDLE_POLL: Duration = Duration::from_millis(50);
 
-/// Runs until shutdown is requested and every accepted job is answered.
-pub fn run(model: Arc<Model>, config: EngineConfig, shared: Arc<Shared>, metrics: Arc<Metrics>) {
+/// Forwards in a row that may panic before the worker gives up: one panic is a bad request
+/// or a bug on one input, and fails only that forward; several in a row mean the model or
+/// the device is broken, and the engine should be restarted rather than fail every request.
+const MAX_CONSECUTIVE_PANICS: u32 = 3;
+
+/// Runs until shutdown is requested and every accepted job is answered (`Ok`), or until
+/// forwards keep panicking (`Err` with the reason, after answering the active requests).
+pub fn run(
+    model: Arc<Model>,
+    config: EngineConfig,
+    shared: Arc<Shared>,
+    metrics: Arc<Metrics>,
+) -> Result<(), String> {
     let mut active: Vec<GenerateJob> = Vec::new();
+    let mut panics = PanicCount::default();
     loop {
         let Some(forwards) = admit(&config, &shared, &metrics, &mut active) else {
             tracing::info!("engine worker drained; exiting");
-            return;
+            return Ok(());
         };
         let iteration = Instant::now();
         drop_abandoned(&mut active, &metrics);
         let mut forward_time = Duration::ZERO;
         for job in forwards {
             let start = Instant::now();
-            run_forward(&model, job);
+            run_forward(&model, job, &metrics, &mut panics);
             forward_time += start.elapsed();
         }
         if !active.is_empty() {
-            forward_time += step(&model, &mut active, &metrics);
+            forward_time += step(&model, &mut active, &metrics, &mut panics);
             finish(&mut active, &metrics);
+        }
+        if let Some(reason) = panics.fatal() {
+            for job in &mut active {
+                metrics.record(Outcome::Failed);
+                job.answer(Err(EngineError::WorkerFailed(reason.clone())));
+            }
+            return Err(reason);
         }
         let elapsed = iteration.elapsed();
         metrics.step_seconds.observe(elapsed.as_secs_f64());
@@ -70,10 +89,7 @@ fn admit(
         while let Some(job) = state.queue.front() {
             let (job_rows, job_tokens) = match job {
                 Job::Generate(g) => (g.rows, g.rows * g.request.grid.tokens()),
-                Job::Forward(f) => (
-                    f.t.len(),
-                    f.x.data().len() / f.x.shape().last().copied().unwrap_or(1).max(1),
-                ),
+                Job::Forward(f) => f.size(),
             };
             let fits = rows + job_rows <= config.max_batch
                 && tokens + job_tokens <= config.max_tokens_per_forward;
@@ -141,23 +157,109 @@ fn drop_abandoned(active: &mut Vec<GenerateJob>, metrics: &Metrics) {
     });
 }
 
-/// One raw forward.
-fn run_forward(model: &Model, job: ForwardJob) {
+/// Consecutive panicking forwards.
+#[derive(Default)]
+struct PanicCount {
+    in_a_row: u32,
+    last: String,
+}
+
+impl PanicCount {
+    /// The reason to stop the worker, once too many forwards in a row panicked.
+    fn fatal(&self) -> Option<String> {
+        (self.in_a_row >= MAX_CONSECUTIVE_PANICS).then(|| {
+            format!(
+                "{} forwards in a row panicked; the last: {}",
+                self.in_a_row, self.last
+            )
+        })
+    }
+}
+
+/// The text of a panic payload.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic without a message".into())
+}
+
+/// Runs one forward, turning a panic into an error: the panicking forward fails its own
+/// requests and nothing else.
+fn guarded_forward(
+    model: &Model,
+    input: &Input<'_>,
+    panics: &mut PanicCount,
+) -> Result<Tensor, EngineError> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward(input))) {
+        Ok(result) => {
+            panics.in_a_row = 0;
+            result.map_err(|e| match e {
+                crate::Error::InvalidInput { .. } => EngineError::Invalid(e),
+                crate::Error::TooLarge { .. } => EngineError::TooLarge(e.to_string()),
+                other => EngineError::Failed(other.to_string()),
+            })
+        }
+        Err(panic) => {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(panic = %message, "a forward panicked; failing its requests");
+            panics.in_a_row += 1;
+            panics.last.clone_from(&message);
+            Err(EngineError::Failed(format!(
+                "internal error (a bug in linear-dit): the forward panicked: {message}"
+            )))
+        }
+    }
+}
+
+/// Answers every queued job with the worker's failure and refuses new ones.
+pub fn fail_queued(shared: &Shared, metrics: &Metrics, reason: &str) {
+    let mut state = shared.lock();
+    state.shutting_down = true;
+    let jobs: Vec<Job> = state.queue.drain(..).collect();
+    metrics.set_load(0, 0);
+    drop(state);
+    for job in jobs {
+        metrics.record(Outcome::Failed);
+        job.reject(EngineError::WorkerFailed(reason.to_string()));
+    }
+}
+
+/// One raw forward, unless its caller went away or its deadline passed.
+fn run_forward(model: &Model, job: ForwardJob, metrics: &Metrics, panics: &mut PanicCount) {
+    if job.reply.is_closed() {
+        metrics.record(Outcome::Cancelled);
+        return;
+    }
+    if let Some((at, limit)) = job.deadline
+        && Instant::now() >= at
+    {
+        metrics.record(Outcome::DeadlineExceeded);
+        let _ = job.reply.send(Err(EngineError::DeadlineExceeded(limit)));
+        return;
+    }
     let input = Input {
         x: &job.x,
         t: &job.t,
         y: job.y.as_deref(),
-        grid: job.grid,
+        grid: Some(job.grid),
     };
-    let result = model.forward(&input).map_err(|e| match e {
-        crate::Error::InvalidInput { .. } => EngineError::Invalid(e),
-        other => EngineError::Failed(other.to_string()),
+    let result = guarded_forward(model, &input, panics);
+    metrics.record(match &result {
+        Ok(_) => Outcome::Ok,
+        Err(e) => e.outcome(),
     });
     let _ = job.reply.send(result);
 }
 
 /// Advances every active request one step; returns the time spent in forwards.
-fn step(model: &Model, active: &mut [GenerateJob], metrics: &Metrics) -> Duration {
+fn step(
+    model: &Model,
+    active: &mut [GenerateJob],
+    metrics: &Metrics,
+    panics: &mut PanicCount,
+) -> Duration {
     let mut groups: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
     for (i, job) in active.iter().enumerate() {
         groups
@@ -178,18 +280,22 @@ fn step(model: &Model, active: &mut [GenerateJob], metrics: &Metrics) -> Duratio
         let span = tracing::debug_span!("step", rows = batch_rows, grid = %grid);
         let _guard = span.enter();
         let start = Instant::now();
-        let result = batch.run(model, grid);
+        let result = batch.run_with(grid, |input| guarded_forward(model, input, panics));
         let seconds = start.elapsed();
         forward_time += seconds;
         metrics.batch_rows.observe(batch_rows as f64);
         metrics.forward_seconds.observe(seconds.as_secs_f64());
         metrics.record_tokens((batch_rows * grid.tokens()) as u64, seconds.as_secs_f64());
         match result {
-            Ok(eps) => advance(active, &members, &eps),
+            Ok(eps) => advance(active, &members, &eps, metrics),
             Err(e) => {
                 tracing::error!(error = %e, "forward failed; failing its requests");
+                let error = match e {
+                    EngineError::Failed(reason) => reason,
+                    other => other.to_string(),
+                };
                 for &i in &members {
-                    fail(&mut active[i], EngineError::Failed(e.to_string()), metrics);
+                    fail(&mut active[i], EngineError::Failed(error.clone()), metrics);
                 }
             }
         }
@@ -197,20 +303,31 @@ fn step(model: &Model, active: &mut [GenerateJob], metrics: &Metrics) -> Duratio
     forward_time
 }
 
-/// Splits a group's ε back to its trajectories and advances them.
-fn advance(active: &mut [GenerateJob], members: &[usize], eps: &Tensor) {
-    let width = eps.data().len() / eps.shape()[0].max(1);
-    let mut row = 0;
+/// Splits a group's ε back to its trajectories and advances them; a request whose
+/// trajectory cannot advance fails (it is never left behind half-denoised).
+fn advance(active: &mut [GenerateJob], members: &[usize], eps: &Tensor, metrics: &Metrics) {
+    let width = eps.shape().iter().skip(1).product::<usize>();
+    let rows = eps.data().chunks_exact(width.max(1));
+    let mut rows = rows.collect::<Vec<_>>().into_iter();
     for &i in members {
-        for tr in active[i].trajectories.iter_mut().filter(|t| !t.is_done()) {
-            let cond = &eps.data()[row * width..(row + 1) * width];
-            let uncond = tr
-                .is_guided()
-                .then(|| &eps.data()[(row + 1) * width..(row + 2) * width]);
-            row += StepBatch::rows_of(tr);
-            if let Err(e) = tr.advance(cond, uncond) {
-                tracing::error!(error = %e, "trajectory could not advance");
+        let job = &mut active[i];
+        let mut failure = None;
+        for tr in job.trajectories.iter_mut().filter(|t| !t.is_done()) {
+            let cond = rows.next();
+            let uncond = if tr.is_guided() { rows.next() } else { None };
+            let advanced = match (cond, tr.is_guided(), uncond) {
+                (Some(cond), false, _) => tr.advance(cond, None),
+                (Some(cond), true, Some(uncond)) => tr.advance(cond, Some(uncond)),
+                _ => Err(crate::Error::input("eps", "has fewer rows than the step batch")),
+            };
+            if let Err(e) = advanced {
+                failure.get_or_insert(e);
             }
+        }
+        if let Some(e) = failure {
+            job.span
+                .in_scope(|| tracing::error!(error = %e, "trajectory could not advance"));
+            fail(job, EngineError::Failed(e.to_string()), metrics);
         }
     }
 }

@@ -23,7 +23,7 @@ impl Grid {
     /// The square grid of `tokens` tokens; an error when `tokens` is not a perfect square.
     pub fn square(tokens: usize) -> Result<Self> {
         let side = (tokens as f64).sqrt().round() as usize;
-        if side * side != tokens {
+        if side.checked_mul(side) != Some(tokens) {
             return Err(Error::input(
                 "grid",
                 format!(
@@ -34,9 +34,10 @@ impl Grid {
         Ok(Grid::new(side, side))
     }
 
-    /// Number of tokens.
+    /// Number of tokens (saturating: a grid too large to count matches no real input, and
+    /// [`Grid::from_str`](std::str::FromStr) already refuses one).
     pub fn tokens(&self) -> usize {
-        self.rows * self.cols
+        self.rows.saturating_mul(self.cols)
     }
 }
 
@@ -54,7 +55,11 @@ impl std::str::FromStr for Grid {
             .split_once(['x', 'X'])
             .and_then(|(r, c)| Some((r.trim().parse().ok()?, c.trim().parse().ok()?)));
         match parsed {
-            Some((rows, cols)) if rows > 0 && cols > 0 => Ok(Grid::new(rows, cols)),
+            Some((rows, cols)) if rows > 0 && cols > 0 => {
+                let grid = Grid::new(rows, cols);
+                crate::limits::checked_product("grid", &[rows, cols])?;
+                Ok(grid)
+            }
             _ => Err(Error::input(
                 "grid",
                 format!("`{s}` is not ROWSxCOLS with positive numbers"),
@@ -69,11 +74,12 @@ impl std::str::FromStr for Grid {
 pub struct Input<'a> {
     /// Noisy tokens `[B, N, D]`.
     pub x: &'a Tensor,
-    /// Timesteps `[B]`, in `[0, num_steps]`.
+    /// Timesteps `[B]`, in `[0, num_steps)`.
     pub t: &'a [f32],
     /// Class labels `[B]`.
     pub y: Option<&'a [i64]>,
-    /// Token grid; `None` means square.
+    /// Token grid; `None` means square where the flavor uses positions (`dit`), and no grid
+    /// at all for `edifice`, whose math has no notion of position.
     pub grid: Option<Grid>,
 }
 
@@ -162,11 +168,11 @@ pub fn validate(config: &Config, input: &Input<'_>) -> Result<ForwardShape> {
                 format!("[{b}] is {t}, not a finite timestep"),
             ));
         }
-        if !(0.0..=max_t).contains(&t) {
+        if !(0.0..max_t).contains(&t) {
             return Err(Error::input(
                 "t",
                 format!(
-                    "[{b}] = {t} is outside [0, num_steps = {}]",
+                    "[{b}] = {t} is outside [0, num_steps) = [0, {})",
                     config.num_steps
                 ),
             ));
@@ -214,6 +220,8 @@ pub fn validate(config: &Config, input: &Input<'_>) -> Result<ForwardShape> {
             ));
         }
         Some(grid) => grid,
+        // Edifice adds one learned vector to every token: any N works, as in Edifice.
+        None if config.flavor == Flavor::Edifice => Grid::new(1, tokens),
         None => Grid::square(tokens)?,
     };
     Ok(ForwardShape {

@@ -2,7 +2,9 @@
 //! per token count, each sample carrying its own timestep and label, the conditional and
 //! unconditional halves of classifier-free guidance in the same forward.
 
-use super::trajectory::{NoiseKey, SamplingParams, SamplingPlan, Trajectory};
+use super::trajectory::{
+    NoiseKey, SamplingParams, SamplingPlan, Trajectory, check_sampling_size,
+};
 use crate::error::Result;
 use crate::model::{Grid, Input, Model};
 use crate::tensor::Tensor;
@@ -44,12 +46,25 @@ impl StepBatch {
         self.rows
     }
 
-    /// Runs the batch through `model`; returns ε `[rows, N·D]` (row-major).
+    /// Runs the batch through `model`; returns ε `[rows, N, D]` (row-major).
     pub fn run(self, model: &Model, grid: Grid) -> Result<Tensor> {
-        let d = model.config().input_dim;
+        self.run_with(grid, |input| model.forward(input))
+    }
+
+    /// Runs the batch through `forward` (e.g. a model's forward behind a panic guard).
+    pub fn run_with<E: From<crate::Error>>(
+        self,
+        grid: Grid,
+        forward: impl FnOnce(&Input<'_>) -> std::result::Result<Tensor, E>,
+    ) -> std::result::Result<Tensor, E> {
+        let d = if self.rows == 0 {
+            0
+        } else {
+            self.x.len() / self.rows / grid.tokens().max(1)
+        };
         let x = Tensor::new(vec![self.rows, grid.tokens(), d], self.x)?;
         let y = (!self.y.is_empty()).then_some(self.y.as_slice());
-        model.forward(&Input {
+        forward(&Input {
             x: &x,
             t: &self.t,
             y,
@@ -102,6 +117,7 @@ pub fn sample(
 ) -> Result<Tensor> {
     let config = model.config();
     let plan = SamplingPlan::new(config, params)?;
+    check_sampling_size(config, grid, classes.len())?;
     let mut trajectories = classes
         .iter()
         .enumerate()

@@ -11,4 +11,6 @@ mod trajectory;
 pub use batch::{StepBatch, sample, step_all};
 pub use schedule::{NoiseSchedule, ScheduleKind, Spacing};
 pub use solver::SamplerKind;
-pub use trajectory::{NoiseKey, SamplingParams, SamplingPlan, Trajectory, image_classes};
+pub use trajectory::{
+    NoiseKey, SamplingParams, SamplingPlan, Trajectory, check_sampling_size, image_classes,
+};

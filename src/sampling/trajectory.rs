@@ -53,6 +53,24 @@ pub fn image_classes(config: &Config, class: Option<usize>, num: usize) -> Vec<O
     }
 }
 
+/// Checks that `images` images on `grid` can be denoised within the allocation budget
+/// before any trajectory is built: each image holds its tokens, the solver's history and its
+/// rows of the step batch (guided: twice), about 6 copies of `tokens × input_dim` f32 values.
+/// Also refuses more images than noise keys can tell apart (2^32).
+pub fn check_sampling_size(config: &Config, grid: Grid, images: usize) -> Result<()> {
+    if u32::try_from(images).is_err() {
+        return Err(Error::TooLarge {
+            what: "num_images".into(),
+            reason: format!("{images} images; at most 2^32 images per request"),
+        });
+    }
+    let per_image = crate::limits::bytes_of(&[grid.tokens(), config.input_dim, 6], 4);
+    crate::limits::check_alloc(
+        &format!("{images} images of {grid} tokens"),
+        per_image.saturating_mul(images as u128),
+    )
+}
+
 /// The schedule and timesteps shared by the trajectories of one request.
 #[derive(Debug)]
 pub struct SamplingPlan {

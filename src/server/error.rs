@@ -1,6 +1,7 @@
-//! Errors as HTTP responses: `{"error": {"code": …, "message": …}}` with the status that
-//! says what the client should do (400 fix the request, 429 retry later, 503 go elsewhere,
-//! 504 took too long, 500 our fault).
+//! Errors as HTTP responses: `{"error": {"code": …, "message": …}, "request_id": …}` with
+//! the status that says what the client should do (400 fix the request, 413 send less, 429
+//! retry later, 503 go elsewhere, 504 took too long, 500 our fault). The request id is added
+//! by [`super::tracking`].
 
 use crate::engine::EngineError;
 use axum::Json;
@@ -21,6 +22,21 @@ impl ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "invalid_request",
+            message: message.into(),
+        }
+    }
+
+    /// `status` with `message`; the code follows from the status.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        let code = match status {
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            StatusCode::REQUEST_TIMEOUT => "request_timeout",
+            s if s.is_server_error() => "internal",
+            _ => "invalid_request",
+        };
+        ApiError {
+            status,
+            code,
             message: message.into(),
         }
     }
@@ -46,6 +62,7 @@ impl From<EngineError> for ApiError {
             EngineError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "shutting_down"),
             EngineError::DeadlineExceeded(_) => (StatusCode::GATEWAY_TIMEOUT, "deadline_exceeded"),
             EngineError::Failed(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            EngineError::WorkerFailed(_) => (StatusCode::SERVICE_UNAVAILABLE, "worker_failed"),
         };
         ApiError {
             status,

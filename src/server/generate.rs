@@ -1,14 +1,17 @@
 //! `POST /v1/generate`: images for a class, as a PNG grid or a safetensors body.
 
 use super::AppState;
+use super::body::read_body;
 use super::error::ApiError;
+use crate::config::Config;
 use crate::engine::{EngineError, GenerateRequest, Outcome};
 use crate::image::{default_columns, default_scale, png_grid_bytes};
-use crate::sampling::{SamplerKind, SamplingParams};
+use crate::model::Grid;
+use crate::sampling::{SamplerKind, SamplingParams, ScheduleKind};
 use crate::tensor_file::serialize_tensors;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -38,41 +41,43 @@ pub struct GenerateBody {
     pub deadline_ms: Option<u64>,
 }
 
-pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Response, ApiError> {
-    // Requests rejected here, before the engine sees them, still count as invalid.
-    let invalid = |message: String| {
-        state.engine.metrics().record(Outcome::Invalid);
-        ApiError::bad_request(message)
-    };
+/// Decodes a `/v1/generate` body into an engine request for a model of `config`, whose
+/// images are of `grid` and whose training schedule is `schedule`. Used by the handler and
+/// by the fuzz target; every malformed body is an `Err` with the message for a 400.
+pub fn decode_generate_request(
+    body: &[u8],
+    config: &Config,
+    schedule: ScheduleKind,
+    grid: Grid,
+) -> Result<(GenerateRequest, ResponseFormat), String> {
     let body: GenerateBody =
-        serde_json::from_slice(&body).map_err(|e| invalid(format!("malformed JSON body: {e}")))?;
-    let config = state.engine.model_config();
-    let num_images = body.num_images.unwrap_or(1);
+        serde_json::from_slice(body).map_err(|e| format!("malformed JSON body: {e}"))?;
     let sampler = match body
         .sampler
         .as_deref()
         .unwrap_or("ddim")
-        .parse::<SamplerKind>()
+        .parse::<SamplerKind>()?
     {
-        Ok(SamplerKind::Ddim { .. }) => SamplerKind::Ddim {
+        SamplerKind::Ddim { .. } => SamplerKind::Ddim {
             eta: body.eta.unwrap_or(0.0),
         },
-        Ok(other) => other,
-        Err(e) => return Err(invalid(e)),
+        _ if body.eta.is_some() => return Err("eta applies to the ddim sampler only".into()),
+        other => other,
     };
-    let png = match body.format.as_deref().unwrap_or("png") {
-        "png" => true,
-        "safetensors" => false,
+    let format = match body.format.as_deref().unwrap_or("png") {
+        "png" => ResponseFormat::Png,
+        "safetensors" => ResponseFormat::Safetensors,
         other => {
-            return Err(invalid(format!(
+            return Err(format!(
                 "unknown format `{other}` (expected png or safetensors)"
-            )));
+            ));
         }
     };
     let class_label = match body.class_label {
         None => None,
-        Some(k) if k >= 0 => Some(k as usize),
-        Some(k) => return Err(invalid(format!("class_label {k} is negative"))),
+        Some(k) => Some(
+            usize::try_from(k).map_err(|_| format!("class_label {k} is negative"))?,
+        ),
     };
     let params = SamplingParams {
         sampler,
@@ -84,19 +89,51 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
             } else {
                 1.0
             }),
-        schedule: state.schedule,
+        schedule,
         ..SamplingParams::default()
     };
     let request = GenerateRequest {
         class_label,
-        num_images,
+        num_images: body.num_images.unwrap_or(1),
         params,
         seed: body.seed.unwrap_or(0),
-        grid: state.grid,
+        grid,
         deadline: body.deadline_ms.map(Duration::from_millis),
     };
+    Ok((request, format))
+}
+
+/// What `/v1/generate` answers with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseFormat {
+    /// A PNG grid, as `linear-dit sample` writes it.
+    Png,
+    /// The images as a safetensors tensor `images [n, C, H, W]`.
+    Safetensors,
+}
+
+pub async fn generate(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    // Requests rejected here, before the engine sees them, still count as invalid.
+    let invalid = |message: String| {
+        state.engine.metrics().record(Outcome::Invalid);
+        ApiError::bad_request(message)
+    };
+    let body = read_body(&headers, body, &state.limits)
+        .await
+        .map_err(|(status, message)| {
+            state.engine.metrics().record(Outcome::Invalid);
+            ApiError::new(status, message)
+        })?;
+    let config = state.engine.model_config();
+    let (request, format) =
+        decode_generate_request(&body, config, state.schedule, state.grid).map_err(invalid)?;
+    let (num_images, class_label) = (request.num_images, request.class_label);
     let generated = state.engine.generate(request).await?;
-    let headers = [
+    let timing = [
         (
             "x-linear-dit-queue-ms",
             generated.queued.as_millis().to_string(),
@@ -107,7 +144,7 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
         ),
     ];
     let internal = |e: crate::Error| ApiError::from(EngineError::Failed(e.to_string()));
-    let mut response = if png {
+    let mut response = if format == ResponseFormat::Png {
         // The same layout as `linear-dit sample`, so the bytes are identical for the same seed.
         let cycled = config.num_classes.filter(|_| class_label.is_none());
         let columns = default_columns(num_images, cycled);
@@ -124,7 +161,7 @@ pub async fn generate(State(state): State<AppState>, body: Bytes) -> Result<Resp
         )
             .into_response()
     };
-    for (name, value) in headers {
+    for (name, value) in timing {
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, value);
         }

@@ -6,13 +6,19 @@
 //! - the Open Inference Protocol v2 REST endpoints ([`oip`]) for a raw forward, so the server
 //!   drops into KServe/Triton-style infrastructure.
 
+mod body;
 mod error;
 mod generate;
+mod listener;
 mod oip;
+mod tracking;
 
 pub use error::ApiError;
+pub use generate::{ResponseFormat, decode_generate_request};
+pub use oip::{InferInputs, decode_infer_request};
+pub use tracking::{REQUEST_ID, RequestId};
 
-use crate::engine::EngineHandle;
+use crate::engine::{EngineHandle, WorkerState};
 use crate::model::Grid;
 use crate::sampling::ScheduleKind;
 use axum::Router;
@@ -21,7 +27,56 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use std::future::Future;
+use std::time::Duration;
 use tokio::net::TcpListener;
+
+/// The HTTP layer's limits. The engine's own limits (batch, tokens, queue, images, steps,
+/// deadlines) are in [`crate::engine::EngineConfig`].
+#[derive(Debug, Clone)]
+pub struct HttpLimits {
+    /// Largest request body, in bytes (413 above). The default, 32 MiB, holds an Open
+    /// Inference Protocol JSON `x` of the default `max_tokens_per_forward` (65,536 tokens)
+    /// at D = 32, or 4 × 4096 tokens at D = 64, with room to spare.
+    pub max_body_bytes: usize,
+    /// Time a client has to send a request's header, and to start the next one on a
+    /// keep-alive connection (the connection is closed after it).
+    pub header_timeout: Duration,
+    /// Time a handler waits for the whole body once it starts reading (408 after it).
+    pub body_timeout: Duration,
+    /// Open connections at most; at the limit new connections wait in the listen backlog.
+    pub max_connections: usize,
+    /// On shutdown, time to finish accepted requests and close connections before the
+    /// server gives up on them and returns an error.
+    pub drain_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            max_body_bytes: 32 << 20,
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 256,
+            drain_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl HttpLimits {
+    /// Checks the limits: every size and time at least 1.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_body_bytes == 0 || self.max_connections == 0 {
+            return Err("max_body_bytes and max_connections must be at least 1".into());
+        }
+        if self.header_timeout.is_zero()
+            || self.body_timeout.is_zero()
+            || self.drain_timeout.is_zero()
+        {
+            return Err("the header, body and drain timeouts must be longer than 0".into());
+        }
+        Ok(())
+    }
+}
 
 /// What every handler can reach.
 #[derive(Clone)]
@@ -32,9 +87,12 @@ pub struct AppState {
     pub grid: Grid,
     /// The model's training noise schedule.
     pub schedule: ScheduleKind,
+    /// The HTTP limits.
+    pub limits: HttpLimits,
 }
 
-/// The routes.
+/// The routes, with request tracking (request id, metrics, structured errors) on every
+/// response, 404 and 405 included.
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/generate", post(generate::generate))
@@ -47,26 +105,82 @@ pub fn router(state: AppState) -> Router {
         .route("/v2/models/{model}", get(oip::model_metadata))
         .route("/v2/models/{model}/ready", get(oip::model_ready))
         .route("/v2/models/{model}/infer", post(oip::infer))
+        .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            tracking::track,
+        ))
         .with_state(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves; then stops accepting connections,
-/// lets the engine finish every accepted request, and returns.
+/// Serves `state` on `listener` until `shutdown` resolves or the engine's worker fails.
+/// Then it stops accepting connections, lets the engine finish every accepted request and
+/// closes the connections, within `state.limits.drain_timeout`.
+///
+/// Returns an error when the engine's worker failed (the process should exit non-zero so
+/// that it is restarted) or when the drain did not finish in time.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    state
+        .limits
+        .validate()
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let engine = state.engine.clone();
+    let limits = state.limits.clone();
     let app = router(state);
-    let graceful = async move {
-        shutdown.await;
-        tracing::info!("shutting down: no new requests; finishing accepted ones");
-        engine.shutdown().await;
+    let failed = {
+        let engine = engine.clone();
+        async move {
+            loop {
+                if let WorkerState::Failed(reason) = engine.stopped().await {
+                    return reason;
+                }
+                // Drained: the shutdown path below is already under way.
+                std::future::pending::<()>().await;
+            }
+        }
     };
-    axum::serve(listener, app)
-        .with_graceful_shutdown(graceful)
-        .await
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<String>>();
+    let watch = tokio::spawn(async move {
+        let why = tokio::select! {
+            () = shutdown => None,
+            reason = failed => Some(reason),
+        };
+        let _ = stop_tx.send(why);
+    });
+    let mut why = None;
+    let stop = async {
+        why = stop_rx.await.ok().flatten();
+    };
+    let connections = listener::accept_until(listener, app, &limits, stop).await;
+    watch.abort();
+    tracing::info!("shutting down: no new connections; finishing accepted requests");
+    let drain = async {
+        engine.shutdown().await;
+        connections.shutdown().await;
+    };
+    let drained = tokio::time::timeout(limits.drain_timeout, drain).await;
+    if let Some(reason) = why {
+        return Err(std::io::Error::other(format!(
+            "the engine's worker failed: {reason}"
+        )));
+    }
+    drained.map_err(|_| {
+        std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "requests were still running after the drain timeout of {} s",
+                limits.drain_timeout.as_secs()
+            ),
+        )
+    })
+}
+
+async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, "no such endpoint")
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -85,7 +199,7 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(serde_json::json!({"status": "shutting down"})),
+            axum::Json(serde_json::json!({"status": state.engine.unready_reason()})),
         )
     }
 }
