@@ -441,19 +441,26 @@ fn download(plan: &mut Plan, stream: &CudaStream, n: usize) -> Result<()> {
         .map_err(fail)
 }
 
-/// Why the CUDA backend cannot run here, or `None` when it can (a device with the libraries
-/// the backend needs).
+/// Why the CUDA kernels cannot run here — no device, or no code for it (the fatbin lacks its
+/// architecture and NVRTC is absent) — or `None` when they can. cuBLASLt is not needed for
+/// them: see [`unavailable_reason`] for the whole backend.
+pub fn kernels_unavailable_reason() -> Option<Error> {
+    match device::devices() {
+        Err(e) => Some(e),
+        Ok(devices) => devices
+            .first()
+            .and_then(|d| module::kernels_unavailable(d.compute_capability)),
+    }
+}
+
+/// Why the CUDA backend cannot run here, or `None` when it can (a device with the kernels
+/// and the libraries the backend needs).
 pub fn unavailable_reason() -> Option<Error> {
-    if let Err(e) = device::devices() {
+    if let Some(e) = kernels_unavailable_reason() {
         return Some(e);
     }
     if !CudaLibrary::CublasLt.is_present() {
         return Some(unavailable("libcublasLt.so was not found"));
-    }
-    if kernel_build().source == "nvrtc" && !CudaLibrary::Nvrtc.is_present() {
-        return Some(unavailable(
-            "no prebuilt kernels and no libnvrtc.so to compile them",
-        ));
     }
     None
 }
