@@ -6,6 +6,21 @@
 //! Layout: our tensors are row-major and a Linear weight is `[out, in]`, so `Y = X Wᵀ` is, in
 //! cuBLASLt's column-major terms, `Yᵀ (out × rows) = W (in × out)ᵀ · Xᵀ (in × rows)`:
 //! A = W with TRANSA = T, B = X, D = Y, all with their natural leading dimensions.
+//!
+//! Numerics: products accumulate in fp32 (`CUBLAS_COMPUTE_32F`, no TF32), and when the
+//! heuristic splits K the partial sums are reduced in fp32 too ([`reduction_scheme_mask`]).
+//! The `GELU_BIAS` epilogue's accuracy is not documented, so only the bf16/fp16 paths use it;
+//! the fp32 reference path applies our own bias + GELU kernel after a plain GEMM.
+//!
+//! **fp16 outputs are the one exception to the fp16 saturation policy** of `kernels/README.md`
+//! (every store into fp16 clamps to ±65504): cuBLASLt converts its fp32 result to fp16 with
+//! IEEE round-to-nearest, so a product beyond ±65504 is stored as ±inf. No cuBLASLt epilogue
+//! clamps, `kernels/` has no in-place fp16 clamp, and writing fp32 to cast it afterwards would
+//! double the memory traffic of every fp16 GEMM for inputs no sane weights produce. So we keep
+//! the inf on purpose: every consumer (attention, the residual, the next GEMM) turns it into
+//! an inf or NaN in eps, which `Model::forward` reports as a non-finite-output error instead
+//! of returning silently saturated values. The GPU test `fp16_gemm_outputs_overflow_to_inf`
+//! pins this behaviour down.
 
 use super::device::device_error;
 use crate::error::Result;
@@ -230,14 +245,25 @@ impl Blas {
         }
         let pref = lt::create_matmul_pref().map_err(fail("cublasLtMatmulPreferenceCreate"))?;
         let bytes = self.workspace.len();
-        // SAFETY: `pref` is live; the attribute is a usize.
+        let reduction = reduction_scheme_mask();
+        use sys::cublasLtMatmulPreferenceAttributes_t as P;
+        // SAFETY: `pref` is live; the workspace size is a usize (size_t), the reduction scheme
+        // mask a u32 (uint32_t).
         let heuristic = unsafe {
             lt::set_matmul_pref_attribute(
                 pref,
-                sys::cublasLtMatmulPreferenceAttributes_t::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
+                P::CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                 (&bytes) as *const usize as *const c_void,
                 size_of::<usize>(),
             )
+            .and_then(|_| {
+                lt::set_matmul_pref_attribute(
+                    pref,
+                    P::CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
+                    (&reduction) as *const u32 as *const c_void,
+                    size_of::<u32>(),
+                )
+            })
             .and_then(|_| {
                 lt::get_matmul_algo_heuristic(
                     self.handle,
@@ -260,5 +286,26 @@ impl Blas {
     /// Number of cached plans.
     pub fn plans(&self) -> usize {
         self.plans.len()
+    }
+}
+
+/// The split-K reduction schemes the heuristic may pick: none, or partial sums kept in the
+/// compute type (fp32) in the workspace. `INPLACE` and `OUTPUT_TYPE` add the partials up in
+/// the output type — bf16 or fp16 — which would throw away the fp32 accumulation.
+pub fn reduction_scheme_mask() -> u32 {
+    sys::cublasLtReductionScheme_t::CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sys::cublasLtReductionScheme_t as R;
+
+    #[test]
+    fn split_k_partials_are_reduced_in_fp32_only() {
+        let mask = reduction_scheme_mask();
+        assert_ne!(mask & R::CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE as u32, 0);
+        assert_eq!(mask & R::CUBLASLT_REDUCTION_SCHEME_INPLACE as u32, 0);
+        assert_eq!(mask & R::CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE as u32, 0);
     }
 }

@@ -18,6 +18,18 @@ fn gemm_type(dtype: StorageType) -> GemmType {
     }
 }
 
+/// How fc1's bias and GELU are applied: the GEMM's epilogue, then our bias + GELU kernel
+/// when `Some(tanh)`. edifice's GELU is the exact erf one, which cuBLASLt has no epilogue for;
+/// the fp32 reference path must not rest on the `GELU_BIAS` epilogue's undocumented accuracy;
+/// only dit in bf16/fp16 fuses bias + GELU (tanh) into the GEMM.
+fn fc1_activation(flavor: Flavor, dtype: StorageType) -> (Epilogue, Option<bool>) {
+    match (flavor, dtype) {
+        (Flavor::Edifice, _) => (Epilogue::None, Some(false)),
+        (Flavor::Dit, StorageType::F32) => (Epilogue::None, Some(true)),
+        (Flavor::Dit, StorageType::Bf16 | StorageType::F16) => (Epilogue::GeluBias, None),
+    }
+}
+
 /// LayerNorm epsilon of the flavor.
 fn eps(flavor: Flavor) -> f32 {
     match flavor {
@@ -227,11 +239,10 @@ impl Device<'_> {
                 eps,
             )?;
             self.mark("residual_norm_modulate")?;
-            if edifice {
-                self.linear(rows, b.u, &block.fc1, Epilogue::None, b.mlp)?;
-                ops.bias_gelu(b.mlp, block.fc1.bias.addr(), rows, block.fc1.out, false)?;
-            } else {
-                self.linear(rows, b.u, &block.fc1, Epilogue::GeluBias, b.mlp)?;
+            let (epilogue, gelu_kernel) = fc1_activation(c.flavor, ops.dtype);
+            self.linear(rows, b.u, &block.fc1, epilogue, b.mlp)?;
+            if let Some(tanh) = gelu_kernel {
+                ops.bias_gelu(b.mlp, block.fc1.bias.addr(), rows, block.fc1.out, tanh)?;
             }
             self.mark("gemm_fc1")?;
             self.linear(rows, b.mlp, &block.fc2, Epilogue::None, b.y_out)?;
@@ -329,4 +340,29 @@ fn small_mlp(
 ) -> Result<()> {
     small_layer(ops, first, x, hidden, rows, false, false)?;
     small_layer(ops, second, hidden, out, rows, true, accumulate)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_dit_in_16_bits_uses_the_gelu_epilogue() {
+        assert_eq!(
+            fc1_activation(Flavor::Dit, StorageType::F32),
+            (Epilogue::None, Some(true))
+        );
+        for dtype in [StorageType::Bf16, StorageType::F16] {
+            assert_eq!(
+                fc1_activation(Flavor::Dit, dtype),
+                (Epilogue::GeluBias, None)
+            );
+        }
+        for dtype in [StorageType::F32, StorageType::Bf16, StorageType::F16] {
+            assert_eq!(
+                fc1_activation(Flavor::Edifice, dtype),
+                (Epilogue::None, Some(false))
+            );
+        }
+    }
 }

@@ -441,6 +441,23 @@ fn download(plan: &mut Plan, stream: &CudaStream, n: usize) -> Result<()> {
         .map_err(fail)
 }
 
+/// The environment variable that turns every GPU test's skip into a failure
+/// (`scripts/gpu-check.sh` sets it, so a run on the GPU machine cannot pass by skipping).
+pub const REQUIRE_GPU_VAR: &str = "LINEAR_DIT_REQUIRE_GPU";
+
+/// For GPU tests, when `reason` says the test cannot run here: prints
+/// `skipped (no usable GPU): {reason}` and returns, so the test passes on a machine without a
+/// GPU — or, when [`REQUIRE_GPU_VAR`] is set to anything but empty or `0`, panics with the
+/// reason, failing the test.
+#[doc(hidden)]
+pub fn skip_gpu_test(reason: &Error) {
+    let required = std::env::var(REQUIRE_GPU_VAR).is_ok_and(|v| !v.is_empty() && v != "0");
+    if required {
+        panic!("{REQUIRE_GPU_VAR} is set, but this GPU test cannot run: {reason}");
+    }
+    println!("skipped (no usable GPU): {reason}");
+}
+
 /// Why the CUDA kernels cannot run here — no device, or no code for it (the fatbin lacks its
 /// architecture and NVRTC is absent) — or `None` when they can. cuBLASLt is not needed for
 /// them: see [`unavailable_reason`] for the whole backend.

@@ -1,16 +1,20 @@
 //! Every kernel against its CPU twin (the CPU backend's own functions), on random shapes
 //! including ragged token counts (1, 7, 4097), in every storage type. Without a usable GPU
-//! each test prints why and passes: CI has no device; `scripts/gpu-check.sh` runs them on one.
+//! each test prints why and passes (CI has no device), unless `LINEAR_DIT_REQUIRE_GPU` is set
+//! — as `scripts/gpu-check.sh` does on the GPU machine — which makes every skip a failure.
+//! Kernel tests need the driver, a device and kernels for it (the fatbin or NVRTC); only the
+//! GEMM tests need cuBLASLt as well.
 //!
 //! Inputs are rounded to the storage type first, so the comparison measures the kernel's
 //! arithmetic and its output rounding only. Relative Frobenius tolerances: fp32 1e-5,
 //! fp16 2e-3, bf16 1e-2 (one rounding of the output: 2^-11 resp. 2^-8 per value).
 
+use super::blas::{Blas, Epilogue, GemmShape, GemmType};
 use super::device::devices;
 use super::module::Kernels;
 use super::ops::{Ops, StorageType};
-use super::unavailable_reason;
 use super::weights::{DeviceBuffer, storage_bytes};
+use super::{kernels_unavailable_reason, skip_gpu_test, unavailable_reason};
 use crate::backends::cpu::activation::{gelu_erf, gelu_tanh, silu};
 use crate::backends::cpu::attention::{AttentionShape, linear_attention};
 use crate::backends::cpu::conditioning::modulated_affine;
@@ -41,11 +45,25 @@ struct Gpu {
     kernels: Kernels,
 }
 
+/// The device with its kernels, for kernel tests (no cuBLASLt needed).
 fn gpu() -> Option<Gpu> {
-    if let Some(reason) = unavailable_reason() {
-        println!("skipped (no usable GPU): {reason}");
+    if let Some(reason) = kernels_unavailable_reason() {
+        skip_gpu_test(&reason);
         return None;
     }
+    open_gpu()
+}
+
+/// The device with its kernels, for tests that run GEMMs too (cuBLASLt needed).
+fn gpu_with_blas() -> Option<Gpu> {
+    if let Some(reason) = unavailable_reason() {
+        skip_gpu_test(&reason);
+        return None;
+    }
+    open_gpu()
+}
+
+fn open_gpu() -> Option<Gpu> {
     let info = devices().ok()?.remove(0);
     let ctx = CudaContext::new(0).expect("CUDA context");
     // SAFETY: the tests order all work on one stream.
@@ -537,4 +555,50 @@ fn fp16_stores_saturate_instead_of_overflowing() {
         got.iter().all(|&v| v == 65504.0),
         "GELU(60000 + 60000) in fp16 must saturate at 65504, got {got:?}"
     );
+}
+
+#[test]
+fn fp16_gemm_outputs_overflow_to_inf() {
+    // The documented exception to the fp16 saturation policy (blas.rs): cuBLASLt stores a
+    // product beyond ±65504 as ±inf (with or without the GELU epilogue), values in range
+    // exactly. If this fails, cuBLASLt saturates after all: update blas.rs's documentation.
+    let Some(gpu) = gpu_with_blas() else { return };
+    let (k, n) = (16, 8);
+    let x = vec![256.0f32; k];
+    // Output column 0: +2^20, column 1: −2^20, columns 2…7: 256 (in range).
+    let mut w = vec![1.0f32 / 16.0; n * k];
+    w[..k].fill(256.0);
+    w[k..2 * k].fill(-256.0);
+    let dtype = StorageType::F16;
+    let (dx, dw, bias) = (
+        gpu.typed(&x, dtype),
+        gpu.typed(&w, dtype),
+        gpu.typed(&[0.0; 8], dtype),
+    );
+    let mut blas = Blas::new(gpu.stream.clone(), 9).expect("cuBLASLt");
+    for (epilogue, negative) in [
+        (Epilogue::None, f32::NEG_INFINITY),
+        (Epilogue::GeluBias, 0.0),
+    ] {
+        let out = gpu.zeros(n * 2);
+        let shape = GemmShape {
+            rows: 1,
+            n,
+            k,
+            input: GemmType::F16,
+            output: GemmType::F16,
+            epilogue,
+        };
+        let bias = (epilogue != Epilogue::None).then(|| bias.addr());
+        // SAFETY: buffers sized for this shape; the stream is synchronised before reading.
+        unsafe { blas.linear(shape, dx.addr(), dw.addr(), bias, out.addr()) }.expect("GEMM");
+        let got = gpu.read_typed(&out, n, dtype);
+        println!("fp16 GEMM {epilogue:?}: {got:?}");
+        assert_eq!(got[0], f32::INFINITY, "{epilogue:?}: {got:?}");
+        assert_eq!(got[1], negative, "{epilogue:?}: {got:?}");
+        assert!(
+            got[2..].iter().all(|&v| v == 256.0),
+            "{epilogue:?}: {got:?}"
+        );
+    }
 }
