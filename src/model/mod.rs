@@ -3,6 +3,7 @@
 pub mod embedding;
 mod input;
 mod patchify;
+pub(crate) mod position_cache;
 
 pub use input::{ForwardShape, Grid, Input, validate};
 pub use patchify::{patchify, unpatchify};

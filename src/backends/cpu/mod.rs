@@ -17,6 +17,7 @@ pub use block::Block;
 use super::Backend;
 use crate::error::Result;
 use crate::model::embedding::sincos_positions;
+use crate::model::position_cache::{DEFAULT_POSITION_CACHE_BYTES, PositionCache};
 use crate::model::{ForwardShape, Grid, Input};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
@@ -26,15 +27,15 @@ use linear::linear_into;
 use norm::norm_rows;
 use params::CpuParams;
 use rayon::prelude::*;
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 /// The CPU backend for one set of weights. `Send + Sync`: one instance serves any number of
 /// threads; each forward allocates its own scratch space.
 pub struct CpuBackend {
     params: CpuParams,
-    /// `dit` position embeddings per grid, computed once (`[N, h]`).
-    positions: Mutex<HashMap<Grid, Arc<Vec<f32>>>>,
+    /// `dit` position embeddings per grid (`[N, h]`), the most recently used up to
+    /// [`DEFAULT_POSITION_CACHE_BYTES`].
+    positions: Mutex<PositionCache<Vec<f32>>>,
 }
 
 impl CpuBackend {
@@ -42,7 +43,7 @@ impl CpuBackend {
     pub fn new(weights: &Weights) -> Result<Self> {
         Ok(CpuBackend {
             params: CpuParams::load(weights)?,
-            positions: Mutex::new(HashMap::new()),
+            positions: Mutex::new(PositionCache::new(DEFAULT_POSITION_CACHE_BYTES)),
         })
     }
 
@@ -65,12 +66,10 @@ impl CpuBackend {
     }
 
     fn positions(&self, grid: Grid) -> Arc<Vec<f32>> {
+        let h = self.params.config.hidden_size;
+        let bytes = grid.tokens() * h * size_of::<f32>();
         let mut cache = self.positions.lock().unwrap_or_else(|e| e.into_inner());
-        Arc::clone(
-            cache.entry(grid).or_insert_with(|| {
-                Arc::new(sincos_positions(self.params.config.hidden_size, grid))
-            }),
-        )
+        cache.get_or_insert_with(grid, bytes, || sincos_positions(h, grid))
     }
 }
 
