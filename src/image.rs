@@ -5,6 +5,9 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::path::Path;
 
+/// The largest width or height of a PNG image (the format stores 31-bit sizes).
+const PNG_MAX_SIDE: usize = (1 << 31) - 1;
+
 /// The upscaling that makes images at least 64 pixels tall.
 pub fn default_scale(height: usize) -> usize {
     64usize.div_ceil(height.max(1)).max(1)
@@ -41,8 +44,23 @@ pub fn png_grid_bytes(images: &Tensor, columns: usize, scale: usize) -> Result<V
     let gutter = 2;
     let cols = columns.min(n);
     let rows = n.div_ceil(cols);
+    // Sizes from the caller (image size, count, scale): checked before anything is allocated.
+    let side = |cells: usize, pixels: usize| -> Option<usize> {
+        cells
+            .checked_mul(pixels.checked_mul(scale)?.checked_add(gutter)?)?
+            .checked_add(gutter)
+            .filter(|&side| side <= PNG_MAX_SIDE)
+    };
+    let (Some(width), Some(height)) = (side(cols, w), side(rows, h)) else {
+        return Err(Error::TooLarge {
+            what: "the PNG grid".into(),
+            reason: format!(
+                "{rows}×{cols} images of {h}×{w} pixels at scale {scale} exceed the PNG limit of {PNG_MAX_SIDE} pixels a side"
+            ),
+        });
+    };
+    crate::limits::check_alloc("the PNG grid", crate::limits::bytes_of(&[width, height, channels], 1))?;
     let (cell_w, cell_h) = (w * scale + gutter, h * scale + gutter);
-    let (width, height) = (cols * cell_w + gutter, rows * cell_h + gutter);
     let mut pixels = vec![32u8; width * height * channels];
     let data = images.data();
     for i in 0..n {

@@ -8,6 +8,8 @@ use super::progress;
 use anyhow::{Result, bail};
 use clap::Args;
 use linear_dit::backends::cuda::CudaBackend;
+use linear_dit::limits::{bytes_of, check_alloc, checked_product};
+use linear_dit::model::forward_bytes;
 use linear_dit::{Device, Grid, InitKind, Input, Model, Tensor, Weights};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -58,7 +60,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
             let config = overrides.to_config()?;
             let spinner = progress::spinner(format!(
                 "random init of {} parameters",
-                config.param_count()
+                config.param_count()?
             ));
             let weights = Weights::init(&config, InitKind::Random, args.seed)?;
             spinner.finish_and_clear();
@@ -77,7 +79,13 @@ pub fn run(args: BenchArgs) -> Result<()> {
     };
 
     let (b, n, d) = (args.batch, args.tokens, config.input_dim);
-    let x = Tensor::new(vec![b, n, d], random_values(b * n * d, args.seed))?;
+    let numel = checked_product("the benchmark input", &[b, n, d])?;
+    let input_bytes = bytes_of(&[numel], 4);
+    check_alloc(
+        &format!("a benchmark of B={b} N={n}"),
+        input_bytes.saturating_add(forward_bytes(&config, b, n)),
+    )?;
+    let x = Tensor::new(vec![b, n, d], random_values(numel, args.seed))?;
     let t: Vec<f32> = (0..b)
         .map(|i| ((i * 379 + 17) % config.num_steps) as f32 + 0.5)
         .map(|t| t.min(config.num_steps as f32))

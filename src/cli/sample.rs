@@ -8,7 +8,7 @@ use clap::Args;
 use linear_dit::image::{default_columns, default_scale, write_png_grid};
 use linear_dit::sampling::metadata::{image_grid, schedule_of};
 use linear_dit::sampling::{
-    SamplerKind, SamplingParams, ScheduleKind, Spacing, image_classes, sample,
+    SamplerKind, SamplingParams, ScheduleKind, Spacing, check_sampling_size, image_classes, sample,
 };
 use linear_dit::tensor_file::write_tensors;
 use linear_dit::{ConfigOverrides, Grid, Weights};
@@ -97,6 +97,7 @@ pub fn run(args: SampleArgs) -> Result<()> {
         spacing: args.spacing,
         clip_x0: !args.no_clip,
     };
+    check_sampling_size(&config, grid, args.num)?;
     let classes = image_classes(&config, args.class, args.num);
     let model = args.device.model(&weights)?;
 

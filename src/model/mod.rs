@@ -84,7 +84,10 @@ impl Model {
     /// values, timestep and label ranges, grid); a non-finite output is an error too.
     pub fn forward(&self, input: &Input<'_>) -> Result<Tensor> {
         let shape = validate(&self.config, input)?;
-        crate::limits::check_alloc("the forward", forward_bytes(&self.config, shape))?;
+        crate::limits::check_alloc(
+            "the forward",
+            forward_bytes(&self.config, shape.batch, shape.tokens),
+        )?;
         let span = tracing::debug_span!("forward", batch = shape.batch, tokens = shape.tokens);
         let _guard = span.enter();
         let out = self.backend.forward(input, shape)?;
@@ -105,19 +108,19 @@ impl Model {
     }
 }
 
-/// Host memory a forward of `shape` holds at its peak on the CPU backend, in bytes: per row
+/// Host memory a forward of `batch` samples of `tokens` tokens holds at its peak on the CPU backend, in bytes: per row
 /// the residual stream, the normalised stream, qkv, attention out, projection out and the MLP
 /// hidden layer (7h + m values) plus the output (D); per sample the block modulations
 /// (6h per layer); per token of the grid the position table (h). Exact in u128 for any
 /// sizes, so the allocation budget can refuse a forward before anything is allocated.
-pub fn forward_bytes(config: &Config, shape: ForwardShape) -> u128 {
+pub fn forward_bytes(config: &Config, batch: usize, tokens: usize) -> u128 {
     let h = config.hidden_size as u128;
     let per_row = 7 * h + config.mlp_hidden() as u128 + config.input_dim as u128;
-    let rows = shape.batch as u128 * shape.tokens as u128;
+    let rows = batch as u128 * tokens as u128;
     let per_sample = 6 * h * config.num_layers as u128 + 2 * h;
     let values = rows
         .saturating_mul(per_row)
-        .saturating_add((shape.batch as u128).saturating_mul(per_sample))
-        .saturating_add((shape.tokens as u128).saturating_mul(h));
+        .saturating_add((batch as u128).saturating_mul(per_sample))
+        .saturating_add((tokens as u128).saturating_mul(h));
     values.saturating_mul(4)
 }
