@@ -7,6 +7,10 @@
 // so nothing here includes a system or toolkit header: bf16 and fp16 are our own 16-bit
 // storage types, converted with bit operations (bf16) and inline PTX (fp16).
 //
+// Every inline-PTX instruction sits in one helper here, behind #ifdef LDT_EMULATE: the CPU
+// executor (kernels/emu, scripts/kernel-check.sh) defines LDT_EMULATE and swaps in its model
+// of the instruction; nvcc and NVRTC never define it and compile the asm.
+//
 // Conventions of every kernel:
 // - Storage type T is float, bf16_t or half_t; each templated kernel has one extern "C"
 //   instance per type, suffixed _f32, _bf16, _f16. All arithmetic is fp32.
@@ -64,7 +68,11 @@ LDT_DEVICE unsigned int float_to_bf16_bits(float f) {
 LDT_DEVICE float half_bits_to_float(unsigned int bits) {
     float f;
     unsigned short h = (unsigned short)bits;
+#ifdef LDT_EMULATE
+    f = ldt_emu::ptx_cvt_f32_f16(h);
+#else
     asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+#endif
     return f;
 }
 
@@ -73,7 +81,11 @@ LDT_DEVICE float half_bits_to_float(unsigned int bits) {
 LDT_DEVICE unsigned int float_to_half_bits(float f) {
     f = f > LDT_FP16_MAX ? LDT_FP16_MAX : (f < -LDT_FP16_MAX ? -LDT_FP16_MAX : f);
     unsigned short h;
+#ifdef LDT_EMULATE
+    h = ldt_emu::ptx_cvt_rn_f16_f32(f);
+#else
     asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+#endif
     return h;
 }
 
@@ -246,7 +258,11 @@ LDT_DEVICE float silu(float x) { return x / (1.0f + expf(-x)); }
 // Round to tf32 (nearest, ties away): the bits of an fp32 whose low 13 mantissa bits are zero.
 LDT_DEVICE unsigned int to_tf32(float x) {
     unsigned int r;
+#ifdef LDT_EMULATE
+    r = ldt_emu::ptx_cvt_rna_tf32_f32(x);
+#else
     asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(x));
+#endif
     return r;
 }
 
@@ -266,10 +282,14 @@ LDT_DEVICE Tf32Split split_tf32(float x) {
 //   B (8×8, col-major):  b[0] = B[t][g], b[1] = B[t+4][g]
 //   C/D (16×8 fp32):     d[0] = C[g][2t], d[1] = C[g][2t+1], d[2] = C[g+8][2t], d[3] = C[g+8][2t+1]
 LDT_DEVICE void mma_tf32(float (&d)[4], const unsigned int (&a)[4], const unsigned int (&b)[2]) {
+#ifdef LDT_EMULATE
+    ldt_emu::ptx_mma_m16n8k8_row_col_f32_tf32_tf32_f32(d, a, b);
+#else
     asm("mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 "
         "{%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, {%0, %1, %2, %3};"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+#endif
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,0 +1,176 @@
+// check_attention.cpp: the three passes of linear attention, each against its SPEC formula
+// on the previous pass's actual output (φ(z) = z + 1 for z > 0, e^z otherwise):
+//   partial: S_c[i][j] = Σ_{n ∈ chunk c} φ(K_n,i)·V_n,j,   z_c[i] = Σ_{n ∈ chunk c} φ(K_n,i)
+//   reduce:  state = Σ_c partial_c
+//   apply:   O_n,j = Σ_i φ(Q_n,i)·S[i][j] / (Σ_i φ(Q_n,i)·z_i + 1e−6)
+// Head dims 32, 64, 128 (fast paths) and 72, 5, 33 (padded), ragged token counts, several
+// heads and samples, chunks other than 256, a misaligned qkv (scalar loads), features so small
+// that the 1e−6 decides the result, and d = 129, which the kernels must leave alone. The
+// bf16/fp16 storage runs the TF32 mma.sync path (through the executor's model of the
+// instruction): its fp32-level accuracy is checked on the fp32 partial sums.
+
+#include <string>
+#include <vector>
+
+#include "kernel_check.hpp"
+
+namespace kc {
+namespace {
+
+struct Case {
+    int batch, tokens, heads, d;
+    int chunk = 256;
+    bool misaligned = false;
+    bool tiny = false;  // Q, K ≈ −14: φ·z ≪ 1e−6
+};
+
+double phi(double z) { return z > 0.0 ? z + 1.0 : std::exp(z); }
+
+int padded(int d) { return d <= 32 ? 32 : d <= 64 ? 64 : 128; }
+
+template <typename T> struct AttentionKernels {
+    void (*partial)(const T*, float*, int, int, int, int, int);
+    void (*apply)(const T*, const float*, T*, int, int, int, int);
+};
+
+template <typename T> void attention_case(const AttentionKernels<T>& k, const Case& c, Rng& rng) {
+    const std::string sfx = suffix<T>();
+    const std::string pname = "linear_attention_partial_" + sfx, aname = "linear_attention_apply_" + sfx;
+    const int B = c.batch, N = c.tokens, H = c.heads, d = c.d, h = H * d;
+    const int chunks = ceil_div(N, c.chunk);
+    const int size = d * d + d;
+    const std::string what = "B=" + std::to_string(B) + " N=" + std::to_string(N) + " heads=" +
+                             std::to_string(H) + " d=" + std::to_string(d) + " chunk=" +
+                             std::to_string(c.chunk) + (c.misaligned ? " misaligned" : "") +
+                             (c.tiny ? " tiny features" : "");
+    Buf<T> qkv((long long)B * N * 3 * h, c.misaligned), out((long long)B * N * h);
+    for (long long i = 0; i < (long long)B * N * 3 * h; ++i) {
+        const bool v = (i % (3 * h)) >= 2 * h;
+        qkv.set(i, c.tiny && !v ? -14.0 + 0.5 * rng.normal() : rng.normal());
+    }
+    auto at = [&](int b, int n, int part, int head, int i) {
+        return qkv.at(((long long)b * N + n) * 3 * h + part * h + head * d + i);
+    };
+    Buf<float> partial((long long)B * H * chunks * size), state((long long)B * H * size);
+
+    // Pass 1.
+    if (!run(pname, what, k.partial, dim3(chunks, H, B), 0, qkv.ptr(), partial.ptr(), B, N, H, d, c.chunk))
+        return;
+    if (d > 128) {  // LINATTN_MAX_HEAD_DIM
+        bool untouched = true;
+        for (std::size_t i = 0; i < partial.size(); ++i) untouched = untouched && std::isnan(partial.at(i));
+        expect(pname, what, untouched, "a head dim above 128 must leave partial alone");
+        return;
+    }
+    {
+        std::vector<double> got, want, mag;
+        for (int b = 0; b < B; ++b) {
+            for (int head = 0; head < H; ++head) {
+                for (int ch = 0; ch < chunks; ++ch) {
+                    std::vector<double> S(size, 0.0), M(size, 0.0);
+                    for (int n = ch * c.chunk; n < std::min(N, (ch + 1) * c.chunk); ++n) {
+                        for (int i = 0; i < d; ++i) {
+                            const double f = phi(at(b, n, 1, head, i));
+                            for (int j = 0; j < d; ++j) {
+                                const double p = f * at(b, n, 2, head, j);
+                                S[i * d + j] += p;
+                                M[i * d + j] += std::fabs(p);
+                            }
+                            S[d * d + i] += f;
+                            M[d * d + i] += f;
+                        }
+                    }
+                    const long long base = (((long long)b * H + head) * chunks + ch) * size;
+                    for (int e = 0; e < size; ++e) {
+                        got.push_back(partial.at(base + e));
+                        want.push_back(S[e]);
+                        mag.push_back(M[e]);
+                    }
+                }
+            }
+        }
+        check(pname, what, got, want, mag, kStore<float>);
+    }
+
+    // Pass 2, on the kernel's partial sums.
+    const std::string rname = "linear_attention_reduce";
+    if (!run(rname, what, linear_attention_reduce, dim3(ceil_div(size, 256), B * H), 0,
+             (const float*)partial.ptr(), state.ptr(), B * H, chunks, d))
+        return;
+    {
+        std::vector<double> got, want, mag;
+        for (int g = 0; g < B * H; ++g) {
+            for (int e = 0; e < size; ++e) {
+                double s = 0.0, m = 0.0;
+                for (int ch = 0; ch < chunks; ++ch) {
+                    const double v = partial.at(((long long)g * chunks + ch) * size + e);
+                    s += v;
+                    m += std::fabs(v);
+                }
+                got.push_back(state.at((long long)g * size + e));
+                want.push_back(s);
+                mag.push_back(m);
+            }
+        }
+        check(rname, what, got, want, mag, kStore<float>);
+    }
+
+    // Pass 3, on the kernel's state; dynamic shared memory exactly LINATTN_APPLY_SMEM(d).
+    const int dp = padded(d);
+    const std::size_t smem = (std::size_t)(dp * (dp + 8) + dp) * 4;
+    if (!run(aname, what, k.apply, dim3(ceil_div(N, 128), H, B), smem, qkv.ptr(),
+             (const float*)state.ptr(), out.ptr(), B, N, H, d))
+        return;
+    std::vector<double> got, want, mag;
+    for (int b = 0; b < B; ++b) {
+        for (int head = 0; head < H; ++head) {
+            const long long sb = ((long long)b * H + head) * size;
+            for (int n = 0; n < N; ++n) {
+                std::vector<double> q(d);
+                double den = 0.0;
+                for (int i = 0; i < d; ++i) {
+                    q[i] = phi(at(b, n, 0, head, i));
+                    den += q[i] * state.at(sb + d * d + i);
+                }
+                den += (double)1e-6f;
+                for (int j = 0; j < d; ++j) {
+                    double s = 0.0, m = 0.0;
+                    for (int i = 0; i < d; ++i) {
+                        s += q[i] * state.at(sb + i * d + j);
+                        m += std::fabs(q[i] * state.at(sb + i * d + j));
+                    }
+                    got.push_back(out.at(((long long)b * N + n) * h + head * d + j));
+                    want.push_back(policy<T>(s / den));
+                    mag.push_back(m / den + std::fabs(s / den));
+                }
+            }
+        }
+    }
+    check(aname, what, got, want, mag, kStore<T>);
+}
+
+template <typename T> void attention_cases(const AttentionKernels<T>& k, Rng& rng) {
+    std::vector<Case> cases;
+    if (g_opt.quick) {
+        cases = {{2, 7, 2, 64}, {1, 33, 1, 33, 256, true}, {1, 40, 1, 128, 16}, {1, 7, 1, 32, 256, false, true}};
+    } else {
+        cases = {{1, 1, 1, 32},           {2, 7, 2, 64},
+                 {1, 300, 1, 128},        {1, 300, 2, 72, 64},
+                 {2, 7, 1, 5},            {1, 33, 1, 33, 256, true},
+                 {1, 300, 1, 32, 100},    {1, 4097, 1, 32},
+                 {1, 7, 1, 64, 256, false, true}, {1, 20, 2, 128, 5, true},
+                 {1, 7, 1, 129}};
+    }
+    for (const Case& c : cases) attention_case(k, c, rng);
+}
+
+}  // namespace
+
+void check_attention() {
+    Rng rng(g_opt.seed * 101 + 4);
+    attention_cases<float>({linear_attention_partial_f32, linear_attention_apply_f32}, rng);
+    attention_cases<bf16_t>({linear_attention_partial_bf16, linear_attention_apply_bf16}, rng);
+    attention_cases<half_t>({linear_attention_partial_f16, linear_attention_apply_f16}, rng);
+}
+
+}  // namespace kc

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# kernel-check.sh: runs the CUDA kernels of kernels/ on the CPU (kernels/emu, the CPU executor)
+# against exact references, so they are tested on every machine, GPU or not. Needs only g++
+# (C++20; Debian's g++ 12).
+#
+#   scripts/kernel-check.sh              the three builds below, then the mutation check
+#   scripts/kernel-check.sh --no-mutations
+#
+# 1. plain (-O2): every case;
+# 2. -fsanitize=thread: the quick subset (data races between the threads of a block: a
+#    missing __syncthreads);
+# 3. -fsanitize=address,undefined: the quick subset (out-of-bounds global and shared memory,
+#    the dynamic shared buffer included, and undefined behaviour).
+# 4. mutations: known bugs put into a copy of kernels/ (a deleted __syncthreads, a wrong
+#    epsilon, an off-by-one, a lost fp16 clamp, ...); each must make the harness fail, and raw
+#    inline asm must fail to compile. A surviving mutant fails the script.
+#
+# The kernels are compiled as one generated translation unit: cuda_emu.hpp, then every
+# kernels/*.cu (sorted) with its shared-memory declaration lines rewritten into the
+# executor's macros (see cuda_emu.hpp for why). Build outputs: target/kernel-check/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+mutations=1
+for arg in "$@"; do
+    case "$arg" in
+        --no-mutations) mutations=0 ;;
+        *) echo "kernel-check.sh: unknown argument $arg" >&2; exit 2 ;;
+    esac
+done
+
+if ! command -v g++ >/dev/null 2>&1; then
+    echo "kernel-check.sh: g++ not found; the CPU kernel check needs g++ with C++20 (Debian: apt-get install g++)" >&2
+    exit 1
+fi
+
+out=target/kernel-check
+mkdir -p "$out"
+emu=kernels/emu
+# -Wno-unknown-pragmas: the kernels and common.cuh use #pragma unroll, which g++ does not know.
+cxx=(g++ -std=c++20 -Wall -Wextra -Werror -Wno-unknown-pragmas -pthread)
+harness_sources=("$emu"/runtime.cpp "$emu"/ptx_models.cpp "$emu"/kernel_check.cpp
+    "$emu"/emu_selftest.cpp "$emu"/check_pointwise.cpp "$emu"/check_small_linear.cpp
+    "$emu"/check_norm.cpp "$emu"/check_attention.cpp)
+
+# gen_kernels KERNEL_DIR OUT_CPP: the kernels' translation unit. Everything of the kernels is
+# in namespace ldt_kernels (the extern "C" names are not affected), so the harness's own copy
+# of the common.cuh helpers never stands in for a mutant's at link time.
+gen_kernels() {
+    local dir=$1 cpp=$2 f
+    {
+        echo '#include "cuda_emu.hpp"'
+        echo 'namespace ldt_kernels {'
+        echo '#include "common.cuh"'
+        echo '#include "kernels.hpp"'
+        for f in "$dir"/*.cu; do
+            echo "#line 1 \"$f\""
+            sed -E \
+                -e 's/^([[:space:]]*)extern __shared__ ([A-Za-z0-9_]+) ([A-Za-z0-9_]+)\[\];/\1LDT_EMU_DYNAMIC_SHARED(\2, \3);/' \
+                -e 's/^([[:space:]]*)__shared__ ((__align__\([0-9]+\) )?[A-Za-z0-9_:<>]+) ([A-Za-z0-9_]+)\[(.+)\];/\1LDT_EMU_SHARED(\2, \4, \5);/' \
+                "$f"
+        done
+        echo '}  // namespace ldt_kernels'
+    } >"$cpp"
+}
+
+# Waits for the background compiles; fails if any failed.
+wait_all() {
+    local pid status=0
+    for pid in $(jobs -p); do
+        wait "$pid" || status=1
+    done
+    return $status
+}
+
+# build_harness NAME FLAGS...: the harness and runtime objects of build NAME, recompiled when
+# a source of kernels/emu or common.cuh is newer.
+build_harness() {
+    local bdir=$out/$1 src obj
+    shift
+    mkdir -p "$bdir"
+    for src in "${harness_sources[@]}"; do
+        obj=$bdir/$(basename "${src%.cpp}").o
+        if [[ ! -f $obj || -n $(find "$emu" kernels/common.cuh -newer "$obj" -print -quit) ]]; then
+            "${cxx[@]}" "$@" -I kernels -I "$emu" -c "$src" -o "$obj" &
+        fi
+    done
+    wait_all
+}
+
+# build_kernels KERNEL_DIR OBJ FLAGS...: the kernels of KERNEL_DIR as one object.
+build_kernels() {
+    local dir=$1 obj=$2
+    shift 2
+    gen_kernels "$dir" "${obj%.o}.cpp"
+    "${cxx[@]}" "$@" -I "$dir" -I "$emu" -c "${obj%.o}.cpp" -o "$obj"
+}
+
+# link NAME KERNEL_OBJ EXE FLAGS...
+link() {
+    local bdir=$out/$1 kobj=$2 exe=$3 src objs=()
+    shift 3
+    for src in "${harness_sources[@]}"; do
+        objs+=("$bdir/$(basename "${src%.cpp}").o")
+    done
+    "${cxx[@]}" "$@" "${objs[@]}" "$kobj" -o "$exe"
+}
+
+# build NAME FLAGS...: build NAME of the harness against kernels/.
+build() {
+    local name=$1
+    shift
+    build_harness "$name" "$@" &
+    mkdir -p "$out/$name"
+    build_kernels kernels "$out/$name/kernels_emu.o" "$@" &
+    wait_all
+    link "$name" "$out/$name/kernels_emu.o" "$out/$name/kernel_check" "$@"
+}
+
+# Every extern "C" kernel the kernel object defines must be one the harness covers.
+check_coverage() {
+    local bdir=$out/$1
+    nm --defined-only -g "$bdir/kernels_emu.o" | awk '$2 == "T" && $3 !~ /^_Z/ {print $3}' | sort >"$bdir/defined.txt"
+    "$bdir/kernel_check" --list | sort >"$bdir/covered.txt"
+    if ! diff -u "$bdir/defined.txt" "$bdir/covered.txt"; then
+        echo "kernel-check.sh: the kernels defined (-) and those the harness covers (+) differ" >&2
+        exit 1
+    fi
+}
+
+timed() {
+    local start=$SECONDS
+    "$@"
+    echo "kernel-check.sh: '$*' took $((SECONDS - start)) s"
+}
+
+echo "== plain build (-O2), every case"
+timed build plain -O2
+check_coverage plain
+timed "$out/plain/kernel_check"
+
+echo "== -fsanitize=thread, quick subset"
+timed build tsan -O1 -g -fsanitize=thread
+TSAN_OPTIONS="halt_on_error=1 exitcode=66" timed "$out/tsan/kernel_check" --quick
+
+echo "== -fsanitize=address,undefined, quick subset"
+timed build asan -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+ASAN_OPTIONS="detect_leaks=1" timed "$out/asan/kernel_check" --quick
+
+if [[ $mutations == 1 ]]; then
+    scripts/kernel-mutations.sh
+fi
+echo "kernel-check.sh: all passed"
