@@ -1,21 +1,24 @@
 //! The CUDA backend against the CPU backend, whole model: both flavors, with classes, ragged
 //! token counts; fp32 ≤ 1e-4, fp16 ≤ 5e-3, bf16 ≤ 2e-2 relative error (Frobenius). Also a
-//! mixed-timestep batch against per-sample runs, and CUDA-graph replay against eager launch.
-//! Without a usable GPU every test prints why and passes.
+//! mixed-timestep batch against per-sample runs, and CUDA-graph replay (counted: a graph must
+//! really be captured and replayed) against eager launch. Without a usable GPU every test
+//! prints why and passes, unless `LINEAR_DIT_REQUIRE_GPU` is set (`scripts/gpu-check.sh`),
+//! which turns every skip into a failure.
 
 mod common;
 
 use common::{pseudo_random, rel_error};
-use linear_dit::backends::cuda::{CudaBackend, unavailable_reason};
+use linear_dit::backends::cuda::{CudaBackend, GraphStats, skip_gpu_test, unavailable_reason};
 use linear_dit::{
     Config, Device, Flavor, Grid, InitKind, Input, Model, Precision, Tensor, Weights,
 };
+use std::sync::Arc;
 
 fn gpu_available() -> bool {
     match unavailable_reason() {
         None => true,
         Some(reason) => {
-            println!("skipped (no usable GPU): {reason}");
+            skip_gpu_test(&reason);
             false
         }
     }
@@ -104,14 +107,16 @@ fn graph_replay_equals_eager_launch() {
         return;
     }
     let w = weights(Flavor::Dit, 256, 4);
-    let eager_backend = CudaBackend::new(&w, Precision::Bf16).unwrap();
+    let config = w.config().clone();
+    let eager_backend = Arc::new(CudaBackend::new(&w, Precision::Bf16).unwrap());
     eager_backend.set_graphs(false);
-    let eager_model = Model::from_backend(w.config().clone(), Box::new(eager_backend));
-    let model = Model::with_precision(&w, Device::Cuda, Precision::Bf16).unwrap();
+    let eager_model = Model::from_backend(config.clone(), Box::new(eager_backend.clone()));
+    let backend = Arc::new(CudaBackend::new(&w, Precision::Bf16).unwrap());
+    let model = Model::from_backend(config, Box::new(backend.clone()));
     let (x, t, y) = inputs(4, 256, 16);
     let input = Input::new(&x, &t).with_labels(&y);
     let eager = eager_model.forward(&input).unwrap();
-    // First call eager (warm-up), second captures, third replays.
+    // First call eager (warm-up), second captures (and launches), third replays.
     let runs: Vec<Tensor> = (0..3).map(|_| model.forward(&input).unwrap()).collect();
     for (i, run) in runs.iter().enumerate() {
         assert_eq!(
@@ -120,4 +125,22 @@ fn graph_replay_equals_eager_launch() {
             "run {i} differs from the eager forward"
         );
     }
+    assert_eq!(
+        backend.graph_stats(),
+        GraphStats {
+            captures: 1,
+            replays: 2
+        },
+        "the second forward must capture a graph and the third replay it"
+    );
+    assert_eq!(eager_backend.graph_stats(), GraphStats::default());
+    // Graphs off: the captured graph is not replayed again, and the result does not change.
+    backend.set_graphs(false);
+    let after = model.forward(&input).unwrap();
+    assert_eq!(after.data(), eager.data());
+    assert_eq!(
+        backend.graph_stats().replays,
+        2,
+        "a graph ran after set_graphs(false)"
+    );
 }

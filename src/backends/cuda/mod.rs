@@ -14,6 +14,7 @@ pub mod module;
 mod ops;
 mod plan;
 pub mod profile;
+mod streams;
 #[cfg(test)]
 mod tests;
 mod weights;
@@ -26,6 +27,7 @@ use super::{Backend, Precision};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::model::embedding::sincos_positions;
+use crate::model::position_cache::{DEFAULT_POSITION_CACHE_BYTES, PositionCache};
 use crate::model::{ForwardShape, Grid, Input};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
@@ -40,6 +42,7 @@ use plan::{Plan, batch_bucket};
 use profile::Profiler;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use streams::{Step, Stream};
 use weights::{DeviceBuffer, DeviceWeights};
 
 /// Forward shapes (and their graphs) kept at once; the oldest is dropped beyond this.
@@ -62,8 +65,11 @@ struct State {
     weights: DeviceWeights,
     plans: HashMap<(usize, usize), Plan>,
     plan_order: Vec<(usize, usize)>,
-    positions: HashMap<Grid, DeviceBuffer>,
+    /// dit position tables by grid, the most recently used up to
+    /// [`DEFAULT_POSITION_CACHE_BYTES`]; a plan whose graph reads one holds it too.
+    positions: PositionCache<DeviceBuffer>,
     use_graphs: bool,
+    graph_stats: GraphStats,
     /// The internal error that interrupted an earlier call, if any: after a bug the state
     /// may be half-updated (a stream left capturing, a plan half-built), so nothing runs on it.
     broken: Option<String>,
@@ -128,8 +134,9 @@ impl CudaBackend {
                 weights,
                 plans: HashMap::new(),
                 plan_order: Vec::new(),
-                positions: HashMap::new(),
+                positions: PositionCache::new(DEFAULT_POSITION_CACHE_BYTES),
                 use_graphs: std::env::var_os("LINEAR_DIT_NO_GRAPHS").is_none(),
+                graph_stats: GraphStats::default(),
                 broken: None,
             })
         })?;
@@ -169,10 +176,23 @@ impl CudaBackend {
         })
     }
 
-    /// Turns CUDA-graph capture on or off (on by default; `LINEAR_DIT_NO_GRAPHS` turns it
-    /// off at start), e.g. to compare replay with eager launches.
+    /// Turns CUDA graphs on or off (on by default; `LINEAR_DIT_NO_GRAPHS` turns them off at
+    /// start), e.g. to compare replay with eager launches. Off, no graph is captured or
+    /// replayed any more, and those captured so far are dropped.
     pub fn set_graphs(&self, enabled: bool) {
-        self.lock().use_graphs = enabled;
+        let mut state = self.lock();
+        state.use_graphs = enabled;
+        if !enabled {
+            for plan in state.plans.values_mut() {
+                plan.graph = None;
+                plan.captured_positions = None;
+            }
+        }
+    }
+
+    /// How many forwards were captured as CUDA graphs and replayed so far.
+    pub fn graph_stats(&self) -> GraphStats {
+        self.lock().graph_stats
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -249,9 +269,49 @@ impl Backend for CudaBackend {
 /// Milliseconds per forward phase: (phase, ms, occurrences), in order.
 pub type Phases = Vec<(&'static str, f64, usize)>;
 
+/// How the forward's work is launched.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Launch {
+    /// Kernel by kernel.
+    Eager,
+    /// Captured as a CUDA graph, then launched.
+    Capture,
+    /// The plan's captured graph, launched again.
+    Replay,
+}
+
+/// How to launch a forward: eagerly when profiling (phases are timed between launches) or
+/// with graphs turned off — even if a graph was captured before, so that `set_graphs(false)`
+/// means no graph runs —, by replay when a graph is captured, by capture once a plan has run
+/// eagerly (everything it needs resolved) and capture has not failed before.
+fn launch_mode(
+    profile: bool,
+    use_graphs: bool,
+    captured: bool,
+    eager_runs: usize,
+    graph_failed: bool,
+) -> Launch {
+    match () {
+        _ if profile || !use_graphs => Launch::Eager,
+        _ if captured => Launch::Replay,
+        _ if eager_runs >= 1 && !graph_failed => Launch::Capture,
+        _ => Launch::Eager,
+    }
+}
+
+/// CUDA-graph captures and launches of graphs (a capture's first launch included) since the
+/// backend was created.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GraphStats {
+    /// Forwards captured as a graph.
+    pub captures: u64,
+    /// Forwards run by launching a captured graph.
+    pub replays: u64,
+}
+
 impl State {
-    /// One forward; with `profile`, eager and timed phase by phase.
-    #[allow(clippy::too_many_arguments)]
+    /// One forward; with `profile`, eager and timed phase by phase. The steps and their order
+    /// across the two streams are [`streams::forward_steps`].
     fn forward(
         &mut self,
         config: &Config,
@@ -264,47 +324,91 @@ impl State {
             .bind_to_thread()
             .map_err(|e| device_error("binding the context", e))?;
         let (batch, tokens) = (shape.batch, shape.tokens);
-        let bucket = batch_bucket(batch);
-        let key = (bucket, tokens);
-        if !self.plans.contains_key(&key) {
-            if self.plans.len() >= MAX_PLANS {
-                let oldest = self.plan_order.remove(0);
-                self.plans.remove(&oldest);
+        let key = (batch_bucket(batch), tokens);
+        let n_out = batch * tokens * config.input_dim;
+        let mut profiler = None;
+        for step in streams::forward_steps(!self.plans.contains_key(&key)) {
+            match step {
+                Step::NewArena => {
+                    if self.plans.len() >= MAX_PLANS {
+                        let oldest = self.plan_order.remove(0);
+                        self.plans.remove(&oldest);
+                    }
+                    let plan = Plan::new(config, dtype, key.0, tokens, &self.compute)?;
+                    self.plans.insert(key, plan);
+                    self.plan_order.push(key);
+                }
+                Step::Upload => {
+                    let plan = plan_mut(&mut self.plans, key)?;
+                    stage_inputs(plan, input, batch)?;
+                    upload(plan, &self.copy, config)?;
+                }
+                Step::Order { from, to } => {
+                    let event = self
+                        .stream(from)
+                        .record_event(None)
+                        .map_err(|e| device_error("recording an event", e))?;
+                    self.stream(to)
+                        .wait(&event)
+                        .map_err(|e| device_error("ordering the streams", e))?;
+                }
+                Step::Forward => profiler = self.run(config, key, shape.grid, profile)?,
+                Step::Download => download(plan_mut(&mut self.plans, key)?, &self.copy, n_out)?,
+                Step::HostWait(stream) => self
+                    .stream(stream)
+                    .synchronize()
+                    .map_err(|e| device_error("the forward", e))?,
             }
-            let plan = Plan::new(config, dtype, bucket, tokens, &self.compute)?;
-            self.plans.insert(key, plan);
-            self.plan_order.push(key);
         }
+        let phases = profiler.map(Profiler::finish).transpose()?;
+        let plan = plan_mut(&mut self.plans, key)?;
+        let out = plan
+            .staging
+            .out
+            .as_slice()
+            .map_err(|e| device_error("reading the output", e))?;
+        let eps = Tensor::new(vec![batch, tokens, config.input_dim], out[..n_out].to_vec())?;
+        Ok((eps, phases.unwrap_or_default()))
+    }
+
+    fn stream(&self, stream: Stream) -> &Arc<CudaStream> {
+        match stream {
+            Stream::Compute => &self.compute,
+            Stream::Copy => &self.copy,
+        }
+    }
+
+    /// Enqueues the forward of plan `key` on the compute stream (inputs already uploaded):
+    /// eager, captured or replayed ([`launch_mode`]); with `profile`, returns the profiler
+    /// timing its phases.
+    fn run(
+        &mut self,
+        config: &Config,
+        key: (usize, usize),
+        grid: Grid,
+        profile: bool,
+    ) -> Result<Option<Profiler>> {
         let positions = match config.flavor {
             crate::config::Flavor::Dit => {
-                if !self.positions.contains_key(&shape.grid) {
-                    let table = sincos_positions(config.hidden_size, shape.grid);
-                    let buffer = DeviceBuffer::upload(&self.compute, bytemuck::cast_slice(&table))?;
-                    self.positions.insert(shape.grid, buffer);
-                }
-                self.positions[&shape.grid].addr()
+                let h = config.hidden_size;
+                let bytes = grid.tokens() * h * std::mem::size_of::<f32>();
+                let compute = &self.compute;
+                Some(self.positions.get_or_try_insert_with(grid, bytes, || {
+                    let table = sincos_positions(h, grid);
+                    DeviceBuffer::upload(compute, bytemuck::cast_slice(&table))
+                })?)
             }
-            crate::config::Flavor::Edifice => 0,
+            crate::config::Flavor::Edifice => None,
         };
-        let plan = self
-            .plans
-            .get_mut(&key)
-            .ok_or_else(|| device_error("plan", "missing"))?;
-        // A graph captured for another grid of the same token count reads that grid's positions.
-        if plan.graph.is_some() && plan.captured_positions != positions {
+        let address = positions.as_ref().map_or(0, |p| p.addr());
+        let plan = plan_mut(&mut self.plans, key)?;
+        // A graph captured for another grid of the same token count reads that grid's table
+        // (which the plan keeps alive, so its address cannot have been reused meanwhile).
+        let captured_address = plan.captured_positions.as_ref().map_or(0, |p| p.addr());
+        if plan.graph.is_some() && captured_address != address {
             plan.graph = None;
+            plan.captured_positions = None;
         }
-
-        stage_inputs(plan, input, batch)?;
-        upload(plan, &self.copy, config)?;
-        let uploaded = self
-            .copy
-            .record_event(None)
-            .map_err(|e| device_error("recording an event", e))?;
-        self.compute
-            .wait(&uploaded)
-            .map_err(|e| device_error("waiting for the upload", e))?;
-
         let mut profiler = match profile {
             true => Some(Profiler::new(self.compute.clone())?),
             false => None,
@@ -314,64 +418,58 @@ impl State {
             ops: &self.ops,
             blas: &mut self.blas,
             weights: &self.weights,
-            positions,
+            positions: address,
             profiler: profiler.as_mut(),
         };
-        match &plan.graph {
-            _ if profile => device.enqueue(plan)?,
-            Some(graph) => graph
-                .launch()
-                .map_err(|e| device_error("launching the CUDA graph", e))?,
-            None if self.use_graphs && plan.eager_runs >= 1 && !plan.graph_failed => {
-                // Warm (plans, modules, cuBLASLt heuristics all resolved): capture.
-                match capture(&self.compute, &mut device, plan) {
-                    Ok(graph) => {
-                        graph
-                            .launch()
-                            .map_err(|e| device_error("launching the CUDA graph", e))?;
-                        tracing::debug!(
-                            batch = plan.batch,
-                            tokens,
-                            "captured the forward as a CUDA graph"
-                        );
-                        plan.graph = Some(graph);
-                        plan.captured_positions = positions;
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "CUDA graph capture failed; running eagerly from now on");
-                        plan.graph_failed = true;
-                        device.enqueue(plan)?;
-                    }
-                }
+        let mode = launch_mode(
+            profile,
+            self.use_graphs,
+            plan.graph.is_some(),
+            plan.eager_runs,
+            plan.graph_failed,
+        );
+        match (mode, &plan.graph) {
+            (Launch::Replay, Some(graph)) => {
+                graph
+                    .launch()
+                    .map_err(|e| device_error("launching the CUDA graph", e))?;
+                self.graph_stats.replays += 1;
             }
-            None => {
+            (Launch::Capture, _) => match capture(&self.compute, &mut device, plan) {
+                Ok(graph) => {
+                    graph
+                        .launch()
+                        .map_err(|e| device_error("launching the CUDA graph", e))?;
+                    tracing::debug!(
+                        batch = plan.batch,
+                        tokens = plan.tokens,
+                        "captured the forward as a CUDA graph"
+                    );
+                    plan.graph = Some(graph);
+                    plan.captured_positions = positions;
+                    self.graph_stats.captures += 1;
+                    self.graph_stats.replays += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "CUDA graph capture failed; running eagerly from now on");
+                    plan.graph_failed = true;
+                    device.enqueue(plan)?;
+                }
+            },
+            (Launch::Eager | Launch::Replay, _) => {
                 device.enqueue(plan)?;
                 plan.eager_runs += 1;
             }
         }
-        let done = self
-            .compute
-            .record_event(None)
-            .map_err(|e| device_error("recording an event", e))?;
-        self.copy
-            .wait(&done)
-            .map_err(|e| device_error("waiting for the forward", e))?;
-        download(plan, &self.copy, batch * tokens * config.input_dim)?;
-        self.copy
-            .synchronize()
-            .map_err(|e| device_error("the forward", e))?;
-        let phases = profiler.map(Profiler::finish).transpose()?;
-        let out = plan
-            .staging
-            .out
-            .as_slice()
-            .map_err(|e| device_error("reading the output", e))?;
-        let eps = Tensor::new(
-            vec![batch, tokens, config.input_dim],
-            out[..batch * tokens * config.input_dim].to_vec(),
-        )?;
-        Ok((eps, phases.unwrap_or_default()))
+        Ok(profiler)
     }
+}
+
+/// The plan of `key`, which the forward's first step made if it was missing.
+fn plan_mut(plans: &mut HashMap<(usize, usize), Plan>, key: (usize, usize)) -> Result<&mut Plan> {
+    plans
+        .get_mut(&key)
+        .ok_or_else(|| device_error("the forward", format!("no plan for {key:?}")))
 }
 
 /// Captures `device.enqueue(plan)` on `stream` as a graph.
@@ -480,4 +578,34 @@ pub fn unavailable_reason() -> Option<Error> {
         return Some(unavailable("libcublasLt.so was not found"));
     }
     None
+}
+
+#[cfg(test)]
+mod launch_tests {
+    use super::*;
+
+    #[test]
+    fn no_graph_runs_when_graphs_are_off_or_profiling() {
+        for captured in [false, true] {
+            for eager_runs in [0, 1, 5] {
+                assert_eq!(
+                    launch_mode(false, false, captured, eager_runs, false),
+                    Launch::Eager
+                );
+                assert_eq!(
+                    launch_mode(true, true, captured, eager_runs, false),
+                    Launch::Eager
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn warm_up_then_capture_then_replay() {
+        assert_eq!(launch_mode(false, true, false, 0, false), Launch::Eager);
+        assert_eq!(launch_mode(false, true, false, 1, false), Launch::Capture);
+        assert_eq!(launch_mode(false, true, true, 1, false), Launch::Replay);
+        // After a failed capture, eager for good.
+        assert_eq!(launch_mode(false, true, false, 3, true), Launch::Eager);
+    }
 }

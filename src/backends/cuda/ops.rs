@@ -479,7 +479,9 @@ const NORM_ROWS_PER_BLOCK: u64 = THREADS as u64 / 32;
 /// path: h % 8 == 0, every pointer 16-byte aligned (a null pointer is), and for the residual
 /// kernel (`gate_stride` given) a gate stride that keeps each sample's gate row aligned.
 fn norm_vector_path(h: usize, pointers: &[u64], gate_stride: Option<usize>) -> bool {
-    h % 8 == 0 && pointers.iter().all(|p| p % 16 == 0) && gate_stride.is_none_or(|s| s % 4 == 0)
+    h.is_multiple_of(8)
+        && pointers.iter().all(|p| p.is_multiple_of(16))
+        && gate_stride.is_none_or(|s| s.is_multiple_of(4))
 }
 
 /// Blocks of a LayerNorm launch over `rows` rows of `h`: 8 rows per block (one warp each) on

@@ -111,8 +111,10 @@ pub struct Plan {
     pub eager_runs: usize,
     /// Capture failed once; stay eager.
     pub graph_failed: bool,
-    /// The position table the graph was captured with (a grid of the same N reads another).
-    pub captured_positions: u64,
+    /// The position table the graph was captured with and reads (a grid of the same N reads
+    /// another): held here so that evicting it from the cache cannot free memory a graph
+    /// still reads.
+    pub captured_positions: Option<Arc<DeviceBuffer>>,
     _arena: DeviceBuffer,
 }
 
@@ -224,7 +226,7 @@ impl Plan {
             graph: None,
             eager_runs: 0,
             graph_failed: false,
-            captured_positions: 0,
+            captured_positions: None,
             _arena: arena,
         })
     }
