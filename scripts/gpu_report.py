@@ -1,14 +1,16 @@
 #!/usr/bin/env python3
 """Assembles the GPU check's result file from its pieces (bench JSON lines, doctor, status).
 
-Usage: gpu_report.py BENCH.jsonl DOCTOR.json STATUS.txt COMMIT [SERVE.json DIGITS.jsonl] > gpu-check.json
+Usage: gpu_report.py BENCH.jsonl DOCTOR.json STATUS.txt COMMIT [SERVE.json DIGITS.jsonl SKIPPED.txt] > gpu-check.json
 
 For every shape it puts linear-dit beside PyTorch eager, torch.compile and the softmax (SDPA)
 model measured in the same run, with the speed-up ratios the CUDA issue sets targets for, and
 copies the per-phase profiles (achieved GB/s and TFLOP/s against the measured ceilings).
 With SERVE.json (the last line of `linear-dit loadgen --json` against the demo model on the
 GPU) and DIGITS.jsonl (`python/judge_samples.py` lines of GPU samples), it adds the serving
-batching gain and the demo model's class-conditional accuracy on the GPU.
+batching gain and the demo model's class-conditional accuracy on the GPU. SKIPPED.txt lists
+the steps gpu-check.sh left out to stay inside its time budget (one per line), reported as
+`skipped_for_time` so that a partial sweep never passes for a complete one.
 """
 import datetime
 import json
@@ -28,6 +30,11 @@ def main() -> None:
     bench_path, doctor_path, status_path, commit = sys.argv[1:5]
     serve = read_optional(sys.argv[5] if len(sys.argv) > 5 else None)
     digits = read_optional(sys.argv[6] if len(sys.argv) > 6 else None, lines=True)
+    try:
+        with open(sys.argv[7]) as f:
+            skipped = [line.strip() for line in f if line.strip()]
+    except (IndexError, OSError):
+        skipped = []
     rows = [json.loads(line) for line in open(bench_path) if line.strip()]
     doctor = json.load(open(doctor_path))
     status = dict(line.split() for line in open(status_path) if line.strip())
@@ -65,6 +72,7 @@ def main() -> None:
         "driver_cuda": doctor.get("driver", {}).get("cuda_version"),
         "doctor": doctor,
         "checks": status,
+        "skipped_for_time": skipped,
         "shapes": table,
         "serving_demo_model": serve,
         "demo_model_accuracy": {
