@@ -2,6 +2,7 @@
 //! read-only f32 buffer that is a zero-copy view of a mapped weights file whenever possible.
 
 use crate::error::{Error, Result};
+use crate::limits::{bytes_of, check_alloc, checked_product};
 use crate::tensor_file::{Bytes, DType, RawTensor};
 use std::sync::Arc;
 
@@ -13,9 +14,10 @@ pub struct Tensor {
 }
 
 impl Tensor {
-    /// Wraps `data` as a tensor of `shape`; an error when the element count differs.
+    /// Wraps `data` as a tensor of `shape`; an error when the element count differs or the
+    /// shape's product overflows (a wrapped product must never pass for a small tensor).
     pub fn new(shape: Vec<usize>, data: Vec<f32>) -> Result<Self> {
-        let numel: usize = shape.iter().product();
+        let numel = checked_product("tensor", &shape)?;
         if numel != data.len() {
             return Err(Error::input(
                 "tensor",
@@ -28,13 +30,29 @@ impl Tensor {
         Ok(Tensor { shape, data })
     }
 
-    /// A tensor of zeros.
+    /// A tensor of zeros, for sizes the program chose itself (tests, examples, buffers of
+    /// an already validated forward).
+    ///
+    /// # Panics
+    ///
+    /// When the shape's product overflows `usize`. For sizes from outside (a request, a
+    /// file), use [`Tensor::try_zeros`].
     pub fn zeros(shape: Vec<usize>) -> Self {
-        let numel = shape.iter().product();
-        Tensor {
+        match Tensor::try_zeros(shape) {
+            Ok(t) => t,
+            Err(e) => panic!("Tensor::zeros: {e}"),
+        }
+    }
+
+    /// A tensor of zeros; an error naming the sizes when their product overflows or the
+    /// buffer (4 bytes per element) is above the allocation budget ([`crate::limits`]).
+    pub fn try_zeros(shape: Vec<usize>) -> Result<Self> {
+        let numel = checked_product("tensor", &shape)?;
+        check_alloc("tensor", bytes_of(&shape, 4))?;
+        Ok(Tensor {
             shape,
             data: vec![0.0; numel],
-        }
+        })
     }
 
     /// The shape.
@@ -57,8 +75,9 @@ impl Tensor {
         self.data
     }
 
-    /// Reads an F32/BF16/F16 tensor (converted to f32).
+    /// Reads an F32/BF16/F16 tensor (converted to f32); its bytes must match its shape.
     pub fn from_raw(name: &str, raw: &RawTensor) -> Result<Self> {
+        // `to_f32_vec` checks the byte count against the checked shape product.
         Ok(Tensor {
             shape: raw.shape.clone(),
             data: raw.to_f32_vec(name)?,

@@ -6,8 +6,10 @@
 //! is used, so a truncated or corrupt file is one clear error rather than a crash later.
 
 use crate::error::{Error, Result};
-use memmap2::Mmap;
+use crate::limits::{bytes_of, check_alloc, checked_product};
+use memmap2::{Mmap, MmapMut};
 use safetensors::{Dtype, SafeTensors, tensor::TensorInfo};
+use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use std::collections::HashMap;
 use std::fs::File;
 use std::ops::Range;
@@ -91,6 +93,18 @@ impl std::str::FromStr for DType {
     }
 }
 
+/// The largest finite fp16 value.
+const F16_MAX: f32 = 65504.0;
+
+/// `v` as fp16 under the project's one fp16 overflow policy (kernels/README.md, "fp16
+/// overflow policy"): clamped to ±65504 before rounding, so a large weight or activation
+/// (±inf included, as in the kernels' clamp) saturates instead of becoming ±inf; NaN stays
+/// NaN; everything else rounds to nearest even, subnormals included. The file writer and the
+/// device upload both use it, so a weight has the same fp16 value on disk and on the GPU.
+pub(crate) fn f16_saturating(v: f32) -> half::f16 {
+    half::f16::from_f32(v.clamp(-F16_MAX, F16_MAX))
+}
+
 /// Where a tensor's bytes live: inside a shared memory map, or owned.
 #[derive(Clone)]
 pub enum Bytes {
@@ -150,7 +164,9 @@ impl RawTensor {
         RawTensor::owned(DType::F32, shape, bytemuck::cast_slice(values).to_vec())
     }
 
-    /// Stores `values` as `dtype` (F32, BF16 or F16; rounding to nearest even).
+    /// Stores `values` as `dtype` (F32, BF16 or F16; rounding to nearest even). F16 follows
+    /// the fp16 overflow policy of [`f16_saturating`]: finite values beyond ±65504 are stored
+    /// as ±65504, not ±inf.
     pub fn from_f32_as(dtype: DType, shape: Vec<usize>, values: &[f32]) -> Self {
         let bytes = match dtype {
             DType::F32 | DType::I64 => return RawTensor::from_f32(shape, values),
@@ -160,7 +176,7 @@ impl RawTensor {
                 .collect(),
             DType::F16 => values
                 .iter()
-                .flat_map(|&v| half::f16::from_f32(v).to_le_bytes())
+                .flat_map(|&v| f16_saturating(v).to_le_bytes())
                 .collect(),
         };
         RawTensor::owned(dtype, shape, bytes)
@@ -171,13 +187,37 @@ impl RawTensor {
         RawTensor::owned(DType::I64, shape, bytemuck::cast_slice(values).to_vec())
     }
 
-    /// Number of elements.
-    pub fn numel(&self) -> usize {
-        self.shape.iter().product()
+    /// Number of elements; an error when the shape's product overflows `usize` (the fields
+    /// are public, so nothing else guarantees it fits).
+    pub fn numel(&self) -> Result<usize> {
+        checked_product("tensor", &self.shape)
     }
 
-    /// The values as f32 (converted from BF16/F16; an error for integer tensors).
+    /// Checks that the bytes hold exactly `numel × dtype.size()` bytes, so a reader never
+    /// yields more or fewer values than the shape says.
+    fn check_len(&self, name: &str) -> Result<()> {
+        let numel = checked_product(name, &self.shape)?;
+        let len = self.bytes.as_slice().len();
+        if bytes_of(&[numel], self.dtype.size()) != len as u128 {
+            return Err(Error::TooLarge {
+                what: name.to_string(),
+                reason: format!(
+                    "shape {:?} of {} needs {numel} × {} bytes but {len} bytes were given",
+                    self.shape,
+                    self.dtype,
+                    self.dtype.size()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The values as f32 (converted from BF16/F16; an error for integer tensors, for bytes
+    /// that do not match the shape, or for a copy above the allocation budget).
     pub fn to_f32_vec(&self, name: &str) -> Result<Vec<f32>> {
+        self.check_len(name)?;
+        let numel = self.bytes.as_slice().len() / self.dtype.size();
+        check_alloc(name, bytes_of(&[numel], 4))?;
         let bytes = self.bytes.as_slice();
         Ok(match self.dtype {
             DType::F32 => bytes
@@ -211,6 +251,8 @@ impl RawTensor {
                 expected: "I64",
             });
         }
+        self.check_len(name)?;
+        check_alloc(name, self.bytes.as_slice().len() as u128)?;
         Ok(self
             .bytes
             .as_slice()
@@ -243,19 +285,35 @@ impl TensorFile {
             path: path.clone(),
             source,
         })?;
-        check_extent(&path, &map)?;
-        let (header_len, metadata) = SafeTensors::read_metadata(&map)
-            .map_err(|e| Error::bad_file(&path, format!("not a valid safetensors file: {e}")))?;
-        let tensors = metadata
-            .tensors()
-            .into_iter()
-            .map(|(name, info)| (name, info.clone()))
-            .collect();
+        TensorFile::from_map(path, map)
+    }
+
+    /// Validates `bytes` as a safetensors file and copies them into an anonymous map, so
+    /// the result behaves exactly like an opened file; `path` only names it in errors.
+    /// (For bytes from a request or a fuzzer, with no file behind them.)
+    pub fn from_bytes(path: impl Into<PathBuf>, bytes: &[u8]) -> Result<Self> {
+        let path = path.into();
+        // Validate before copying: a corrupt header is refused without a second allocation.
+        validate(&path, bytes)?;
+        check_alloc("the safetensors bytes", bytes.len() as u128)?;
+        let io = |source| Error::Io {
+            path: path.clone(),
+            source,
+        };
+        // `validate` guarantees at least 8 bytes, so the anonymous map is never empty.
+        let mut map = MmapMut::map_anon(bytes.len()).map_err(io)?;
+        map.copy_from_slice(bytes);
+        let map = map.make_read_only().map_err(io)?;
+        TensorFile::from_map(path, map)
+    }
+
+    fn from_map(path: PathBuf, map: Mmap) -> Result<Self> {
+        let (data_start, tensors, metadata) = validate(&path, &map)?;
         Ok(TensorFile {
             path,
-            data_start: 8 + header_len,
+            data_start,
             tensors,
-            metadata: metadata.metadata().clone().unwrap_or_default(),
+            metadata,
             map: Arc::new(map),
         })
     }
@@ -310,11 +368,17 @@ impl TensorFile {
     }
 }
 
-/// Checks that the header and every declared tensor lie inside the file, so truncation is
-/// reported with the byte range that is missing.
-fn check_extent(path: &Path, map: &[u8]) -> Result<()> {
-    let len = map.len();
-    let Some(prefix) = map.get(..8) else {
+/// What [`validate`] reads off a header: where the data starts, the tensors, the metadata.
+type Header = (usize, HashMap<String, TensorInfo>, HashMap<String, String>);
+
+/// Checks a whole safetensors buffer: the header length, the header JSON (no duplicate key
+/// at any level, which `serde_json` would silently resolve to the last one), that every
+/// declared tensor lies inside the buffer (truncation is reported with the missing byte
+/// range), then the safetensors crate's checks (dtypes, contiguous in-order offsets, byte
+/// counts that match the shapes, products that do not overflow, no trailing bytes).
+fn validate(path: &Path, buffer: &[u8]) -> Result<Header> {
+    let len = buffer.len();
+    let Some(prefix) = buffer.get(..8) else {
         return Err(Error::bad_file(
             path,
             format!(
@@ -325,23 +389,22 @@ fn check_extent(path: &Path, map: &[u8]) -> Result<()> {
     let mut n = [0u8; 8];
     n.copy_from_slice(prefix);
     let header_len = u64::from_le_bytes(n);
-    if header_len > (len as u64).saturating_sub(8) {
+    // `len - 8` cannot underflow (at least 8 bytes), and a header length within the buffer
+    // fits usize, so the casts below are exact.
+    if header_len > (len - 8) as u64 {
         return Err(Error::bad_file(
             path,
             format!(
                 "truncated or corrupt: the header claims bytes 8..{} but the file has {len} bytes",
-                header_len.saturating_add(8)
+                u128::from(header_len) + 8
             ),
         ));
     }
-    let header = &map[8..8 + header_len as usize];
-    let json: serde_json::Value = serde_json::from_slice(header).map_err(|e| {
-        Error::bad_file(
-            path,
-            format!("corrupt header (bytes 8..{}): {e}", 8 + header_len),
-        )
-    })?;
     let data_start = 8 + header_len as usize;
+    let header = &buffer[8..data_start];
+    let json = serde_json::from_slice::<UniqueKeys>(header)
+        .map_err(|e| Error::bad_file(path, format!("corrupt header (bytes 8..{data_start}): {e}")))?
+        .0;
     let Some(entries) = json.as_object() else {
         return Err(Error::bad_file(path, "corrupt header: not a JSON object"));
     };
@@ -349,26 +412,117 @@ fn check_extent(path: &Path, map: &[u8]) -> Result<()> {
         if name == "__metadata__" {
             continue;
         }
-        let Some(end) = entry
-            .get("data_offsets")
-            .and_then(|o| o.get(1))
-            .and_then(serde_json::Value::as_u64)
-        else {
-            continue; // Malformed entries are reported by the full validation.
+        let offset = |i: usize| {
+            entry
+                .get("data_offsets")
+                .and_then(|o| o.get(i))
+                .and_then(serde_json::Value::as_u64)
         };
-        let start = entry["data_offsets"][0].as_u64().unwrap_or(0);
-        if data_start as u64 + end > len as u64 {
+        let Some(end) = offset(1) else {
+            continue; // Malformed entries are reported by the full validation below.
+        };
+        let start = offset(0).unwrap_or(0);
+        // u128: offsets near u64::MAX must not wrap into a range that looks in bounds.
+        let file_end = data_start as u128 + u128::from(end);
+        if file_end > len as u128 {
             return Err(Error::bad_file(
                 path,
                 format!(
-                    "truncated: tensor `{name}` occupies file bytes {}..{} but the file ends at byte {len}",
-                    data_start as u64 + start,
-                    data_start as u64 + end
+                    "truncated: tensor `{name}` occupies file bytes {}..{file_end} but the file ends at byte {len}",
+                    data_start as u128 + u128::from(start),
                 ),
             ));
         }
     }
-    Ok(())
+    let (_, metadata) = SafeTensors::read_metadata(buffer)
+        .map_err(|e| Error::bad_file(path, format!("not a valid safetensors file: {e}")))?;
+    let tensors = metadata
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| (name, info.clone()))
+        .collect();
+    Ok((
+        data_start,
+        tensors,
+        metadata.metadata().clone().unwrap_or_default(),
+    ))
+}
+
+/// A JSON value parsed with duplicate object keys refused at every nesting level (a header
+/// with two entries for one tensor, or one metadata key twice, is ambiguous: refuse it
+/// rather than let the last one win).
+struct UniqueKeys(serde_json::Value);
+
+impl<'de> Deserialize<'de> for UniqueKeys {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(UniqueKeysVisitor)
+            .map(UniqueKeys)
+    }
+}
+
+struct UniqueKeysVisitor;
+
+impl<'de> Visitor<'de> for UniqueKeysVisitor {
+    type Value = serde_json::Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value without duplicate keys")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_f64<E>(self, v: f64) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
+        Ok(v.into())
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(serde_json::Value::Null)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut values = Vec::new();
+        while let Some(UniqueKeys(v)) = seq.next_element()? {
+            values.push(v);
+        }
+        Ok(values.into())
+    }
+
+    fn visit_map<A: MapAccess<'de>>(
+        self,
+        mut map: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let UniqueKeys(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            }
+            object.insert(key, value);
+        }
+        Ok(object.into())
+    }
 }
 
 /// The safetensors bytes of `tensors` (name, tensor) with string `metadata`.
@@ -376,24 +530,53 @@ pub fn serialize_tensors(
     tensors: &[(String, RawTensor)],
     metadata: HashMap<String, String>,
 ) -> Result<Vec<u8>> {
+    check_writable(tensors)?;
     let views = tensors.iter().map(|(name, t)| (name.as_str(), View(t)));
     let metadata = (!metadata.is_empty()).then_some(metadata);
     safetensors::serialize(views, metadata)
         .map_err(|e| Error::input("tensors", format!("cannot serialise as safetensors: {e}")))
 }
 
-/// Writes `tensors` (name, tensor) and string `metadata` to `path` as safetensors.
+/// Writes `tensors` (name, tensor) and string `metadata` to `path` as safetensors (mode
+/// 0644), streamed to the file (no second copy of the data in memory).
 pub fn write_tensors(
     path: impl AsRef<Path>,
     tensors: &[(String, RawTensor)],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
     let path = path.as_ref();
-    let bytes = serialize_tensors(tensors, metadata)?;
-    std::fs::write(path, bytes).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    check_writable(tensors)?;
+    let views = tensors.iter().map(|(name, t)| (name.as_str(), View(t)));
+    let metadata = (!metadata.is_empty()).then_some(metadata);
+    safetensors::serialize_to_file(views, metadata, path).map_err(|e| match e {
+        safetensors::SafeTensorError::IoError(source) => Error::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        other => Error::input(
+            "tensors",
+            format!("cannot serialise as safetensors: {other}"),
+        ),
+    })?;
+    // The writer goes through a private temporary file (renamed over `path`, so a mapped
+    // old file is never truncated), which leaves it 0600: give it the usual 0644.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).map_err(
+            |source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// The safetensors writer multiplies shapes unchecked: check every tensor's bytes against
+/// its checked shape product first.
+fn check_writable(tensors: &[(String, RawTensor)]) -> Result<()> {
+    tensors.iter().try_for_each(|(name, t)| t.check_len(name))
 }
 
 /// Adapter from [`RawTensor`] to safetensors' `View`.
@@ -414,5 +597,31 @@ impl safetensors::View for View<'_> {
 
     fn data_len(&self) -> usize {
         self.0.bytes.as_slice().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::f16_saturating;
+
+    #[test]
+    fn f16_saturates_instead_of_overflowing() {
+        let f = |v: f32| f16_saturating(v).to_f32();
+        assert_eq!(f(65504.0), 65504.0);
+        assert_eq!(f(65504.5), 65504.0);
+        assert_eq!(f(65519.0), 65504.0); // would round up to inf without the clamp
+        assert_eq!(f(1e6), 65504.0);
+        assert_eq!(f(-1e6), -65504.0);
+        assert_eq!(f(f32::INFINITY), 65504.0);
+        assert_eq!(f(f32::NEG_INFINITY), -65504.0);
+        assert!(f(f32::NAN).is_nan());
+        assert_eq!(f(1.5), 1.5);
+        assert_eq!(f(-0.0).to_bits(), (-0.0f32).to_bits());
+        // fp16 subnormals round to nearest even; an f32 subnormal underflows to zero.
+        let tiny = 2f32.powi(-24); // the smallest fp16 subnormal
+        assert_eq!(f(tiny), tiny);
+        assert_eq!(f(tiny / 2.0), 0.0); // a tie: rounds to the even zero
+        assert_eq!(f(tiny * 1.5), tiny * 2.0); // a tie: rounds to the even 2·tiny
+        assert_eq!(f(1e-40), 0.0);
     }
 }

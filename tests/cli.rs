@@ -119,9 +119,11 @@ fn forward_reads_axon_files_with_config_flags() {
         "1.5",
         "--num-classes",
         "3",
+        "--num-steps",
+        "1000",
     ];
     forward_fixture("edifice_axon", &flags);
-    // The shapes give all but num_heads (default 8 does not divide 20): a clear error.
+    // The shapes give all but num_heads and num_steps, which have no default: a clear error.
     let dir = tempfile::tempdir().unwrap();
     let out = linear_dit(&[
         "forward",

@@ -4,6 +4,7 @@ use super::config_flags::ConfigFlags;
 use anyhow::Result;
 use clap::Args;
 use linear_dit::Weights;
+use linear_dit::config::{ConfigSources, FieldSource};
 use std::path::PathBuf;
 
 /// Print a model's config, exact parameter count and FLOPs per token.
@@ -24,14 +25,20 @@ pub struct InfoArgs {
 
 pub fn run(args: InfoArgs) -> Result<()> {
     let overrides = args.config.overrides();
-    let (config, storage) = match &args.weights {
+    let (config, storage, sources) = match &args.weights {
         Some(path) => {
             let weights = Weights::load(path, &overrides)?;
-            (weights.config().clone(), Some(weights.storage_dtype()))
+            let sources = *weights.config_sources();
+            (
+                weights.config().clone(),
+                Some(weights.storage_dtype()),
+                sources,
+            )
         }
-        None => (overrides.to_config()?, None),
+        None => (overrides.to_config()?, None, overrides.sources()),
     };
-    let params = config.param_count();
+    // Closed form: exact and instant for any valid config.
+    let params = config.param_count()?;
     let flops = config.flops_per_token(args.tokens);
     if args.json {
         let mut json = serde_json::json!({
@@ -42,6 +49,10 @@ pub fn run(args: InfoArgs) -> Result<()> {
             "mlp_hidden": config.mlp_hidden(),
             "output_size": config.output_size(),
             "config": config,
+            "config_sources": sources
+                .iter()
+                .map(|(field, source)| (field.to_string(), source.as_str().into()))
+                .collect::<serde_json::Map<String, serde_json::Value>>(),
         });
         if let Some(dtype) = storage {
             json["storage_dtype"] = dtype.as_str().into();
@@ -73,6 +84,27 @@ pub fn run(args: InfoArgs) -> Result<()> {
         if let Some(dtype) = storage {
             println!("stored as       {dtype}");
         }
+        for source in [
+            FieldSource::Metadata,
+            FieldSource::Inferred,
+            FieldSource::Given,
+            FieldSource::Default,
+        ] {
+            let fields = fields_from(&sources, source);
+            if !fields.is_empty() {
+                println!("{:<16}{fields}", format!("{}:", source.as_str()));
+            }
+        }
     }
     Ok(())
+}
+
+/// The fields that came from `source`, space-separated.
+fn fields_from(sources: &ConfigSources, source: FieldSource) -> String {
+    sources
+        .iter()
+        .filter(|(_, s)| *s == source)
+        .map(|(field, _)| *field)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

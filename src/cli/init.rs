@@ -28,9 +28,16 @@ pub struct InitArgs {
 
 pub fn run(args: InitArgs) -> Result<()> {
     let config = args.config.overrides().to_config()?;
+    // At its peak, init holds every parameter as f32 and, for bf16/f16, the converted copy
+    // being written: refuse a config over the budget before allocating anything.
+    let params = config.param_count()?;
+    let stored = match args.dtype {
+        DType::F32 => 0,
+        other => other.size() as u128,
+    };
+    linear_dit::limits::check_alloc("init", u128::from(params) * (4 + stored))?;
     let spinner = progress::spinner(format!(
-        "initialising {} parameters ({:?})",
-        config.param_count(),
+        "initialising {params} parameters ({:?})",
         args.init
     ));
     let weights = Weights::init(&config, args.init, args.seed)?;
@@ -41,7 +48,7 @@ pub fn run(args: InitArgs) -> Result<()> {
     spinner.finish_and_clear();
     tracing::info!(
         path = %args.out.display(),
-        params = config.param_count(),
+        params,
         dtype = %args.dtype,
         "wrote weights"
     );

@@ -4,6 +4,7 @@
 //! `weight`/`bias`.
 
 use crate::error::{Error, Result};
+use crate::limits::{bytes_of, check_alloc, checked_product};
 use crate::tensor_file::{RawTensor, TensorFile};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -128,61 +129,87 @@ fn plan(file: &TensorFile) -> Result<Vec<Source>> {
     Ok(sources)
 }
 
-/// Transposes (kernels) and concatenates the parts of one canonical tensor.
+/// Transposes (kernels) and concatenates the parts of one canonical tensor. The parts must
+/// agree: one float dtype, rank 1 or 2, the same input width (kernels `[in, out_i]`
+/// concatenate along `out`) or the same column count, and bytes that match their shapes.
 fn assemble(source: &Source, parts: &[RawTensor]) -> Result<RawTensor> {
-    let first = &parts[0];
-    let mut rows = 0;
-    let mut bytes = Vec::new();
+    let Some(first) = parts.first() else {
+        return Err(Error::MissingTensor {
+            name: source.canonical.clone(),
+            expected: vec![],
+        });
+    };
+    let mismatch = |name: &str, part: &RawTensor| Error::ShapeMismatch {
+        name: name.to_string(),
+        expected: first.shape.clone(),
+        actual: part.shape.clone(),
+    };
+    let mut rows = 0usize;
     for (name, part) in source.parts.iter().zip(parts) {
-        if part.dtype != first.dtype {
+        if part.dtype != first.dtype || part.dtype.size() == 8 {
             return Err(Error::UnsupportedDtype {
                 name: name.clone(),
                 dtype: part.dtype.to_string(),
-                expected: "the same dtype as the other parts of its group",
+                expected: "F32, BF16 or F16, the same for every part of its group",
             });
         }
-        if part.dtype.size() == 8 {
-            return Err(Error::UnsupportedDtype {
-                name: name.clone(),
-                dtype: part.dtype.to_string(),
-                expected: "F32, BF16 or F16",
-            });
+        // The axis shared by every part: a kernel's input width, a matrix's column count.
+        let shared = match (part.shape.as_slice(), first.shape.as_slice()) {
+            ([_], [_]) => true,
+            ([i, _], [i0, _]) if source.transpose => i == i0,
+            ([_, c], [_, c0]) => c == c0,
+            _ => false,
+        };
+        if !shared {
+            return Err(mismatch(name, part));
         }
-        let consistent = part.shape.len() == first.shape.len()
-            && (!source.transpose || part.shape[0] == first.shape[0]);
-        if !consistent || part.shape.is_empty() || part.shape.len() > 2 {
-            return Err(Error::ShapeMismatch {
-                name: name.clone(),
-                expected: first.shape.clone(),
-                actual: part.shape.clone(),
-            });
-        }
-        if source.transpose && part.shape.len() == 2 {
-            let (inp, out) = (part.shape[0], part.shape[1]);
-            bytes.extend(transpose(
-                part.bytes.as_slice(),
-                inp,
-                out,
-                part.dtype.size(),
-            ));
-            rows += out;
-        } else {
-            bytes.extend_from_slice(part.bytes.as_slice());
-            rows += part.shape[0];
+        let added = match (source.transpose, part.shape.as_slice()) {
+            (true, [_, out]) => *out,
+            (_, shape) => shape[0],
+        };
+        rows = rows.checked_add(added).ok_or_else(|| Error::TooLarge {
+            what: source.canonical.clone(),
+            reason: format!("its parts' sizes add up past 2^64 (at `{name}`)"),
+        })?;
+        // Safetensors checked the bytes of a file's tensors; this keeps `transpose` in bounds
+        // whatever made the part.
+        let numel = checked_product(name, &part.shape)?;
+        if bytes_of(&[numel], part.dtype.size()) != part.bytes.as_slice().len() as u128 {
+            return Err(mismatch(name, part));
         }
     }
     let shape = match (source.transpose, first.shape.as_slice()) {
         (true, [inp, _]) => vec![rows, *inp],
-        (_, [_]) => vec![rows],
         (_, [_, cols]) => vec![rows, *cols],
-        _ => first.shape.clone(),
+        _ => vec![rows],
     };
+    let total = checked_product(&source.canonical, &shape)?;
+    check_alloc(&source.canonical, bytes_of(&[total], first.dtype.size()))?;
+    let mut bytes = Vec::with_capacity(total * first.dtype.size());
+    for part in parts {
+        match (source.transpose, part.shape.as_slice()) {
+            (true, &[inp, out]) => {
+                bytes.extend(transpose(
+                    part.bytes.as_slice(),
+                    inp,
+                    out,
+                    part.dtype.size(),
+                ));
+            }
+            _ => bytes.extend_from_slice(part.bytes.as_slice()),
+        }
+    }
     Ok(RawTensor::owned(first.dtype, shape, bytes))
 }
 
-/// Transposes a row-major `[rows, cols]` matrix of `elem`-byte elements.
+/// Transposes a row-major `[rows, cols]` matrix of `elem`-byte elements (`data` holds
+/// exactly `rows × cols × elem` bytes).
 fn transpose(data: &[u8], rows: usize, cols: usize, elem: usize) -> Vec<u8> {
     let mut out = vec![0u8; data.len()];
+    // An empty matrix may still have one huge side: never loop over it.
+    if data.is_empty() {
+        return out;
+    }
     for r in 0..rows {
         for c in 0..cols {
             let src = (r * cols + c) * elem;

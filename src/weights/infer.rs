@@ -2,39 +2,35 @@
 //! `linear_dit.config` metadata (an Axon export, a hand-converted checkpoint).
 //!
 //! Shapes fix `input_dim`, `hidden_size`, `num_layers`, `mlp_ratio`, `num_classes` and the
-//! flavor; `num_heads`, `num_steps` and `patch_size` are not visible in any shape and keep
-//! SPEC's defaults unless the caller overrides them.
+//! flavor. `num_heads` and `num_steps` are visible in no shape and the forward depends on
+//! both, so they are left unset: the caller must give them (SPEC, "Weights file").
+//! `patch_size` is not visible either, but only patchify uses it.
 
-use crate::config::{Config, Flavor};
+use crate::config::{ConfigOverrides, Flavor};
 use crate::tensor_file::RawTensor;
 use std::collections::BTreeMap;
 
-/// The config the canonical `tensors` imply, with SPEC defaults for what shapes cannot tell.
-pub fn config_from_shapes(tensors: &BTreeMap<String, RawTensor>) -> Config {
+/// The fields the canonical `tensors` determine (`num_heads`, `num_steps` and `patch_size`
+/// unset). A field whose tensor is absent or oddly shaped stays unset too; the layout check
+/// then names that tensor. `num_classes` unset means unconditional (no class tensors).
+pub fn fields_from_shapes(tensors: &BTreeMap<String, RawTensor>) -> ConfigOverrides {
     let shape = |name: &str| tensors.get(name).map(|t| t.shape.as_slice());
     let edifice = tensors.contains_key("pos_embed")
         || tensors.contains_key("final_layer.norm_final.weight")
         || tensors.contains_key("blocks.0.norm1.weight");
-    let mut config = Config::recommended();
-    config.flavor = if edifice {
-        Flavor::Edifice
-    } else {
-        Flavor::Dit
+    let (hidden_size, input_dim) = match shape("x_embedder.weight") {
+        Some(&[h, d]) => (Some(h), Some(d)),
+        _ => (None, None),
     };
-    if let Some(&[h, d]) = shape("x_embedder.weight") {
-        config.hidden_size = h;
-        config.input_dim = d;
-    }
-    config.num_layers = (0..)
+    let num_layers = (0..)
         .take_while(|i| tensors.contains_key(&format!("blocks.{i}.attn.qkv.weight")))
         .count()
         .max(1);
-    if let Some(&[m, h]) = shape("blocks.0.mlp.fc1.weight")
-        && h > 0
-    {
-        config.mlp_ratio = m as f64 / h as f64;
-    }
-    config.num_classes = match (
+    let mlp_ratio = match shape("blocks.0.mlp.fc1.weight") {
+        Some(&[m, h]) if h > 0 => Some(m as f64 / h as f64),
+        _ => None,
+    };
+    let num_classes = match (
         shape("y_embedder.embedding_table.weight"),
         shape("y_embedder.mlp.0.weight"),
     ) {
@@ -42,5 +38,19 @@ pub fn config_from_shapes(tensors: &BTreeMap<String, RawTensor>) -> Config {
         (_, Some(&[_, c])) => Some(c),
         _ => None,
     };
-    config
+    ConfigOverrides {
+        input_dim,
+        hidden_size,
+        num_layers: Some(num_layers),
+        num_heads: None,
+        mlp_ratio,
+        num_classes,
+        num_steps: None,
+        patch_size: None,
+        flavor: Some(if edifice {
+            Flavor::Edifice
+        } else {
+            Flavor::Dit
+        }),
+    }
 }

@@ -3,6 +3,7 @@
 
 use super::layout::{Role, TensorSpec, tensor_layout};
 use crate::config::Config;
+use crate::error::Result;
 use crate::rng::NormalStream;
 use rayon::prelude::*;
 
@@ -32,10 +33,14 @@ impl std::str::FromStr for InitKind {
     }
 }
 
-/// Values for every tensor of `config`'s layout, in layout order. Tensor `i` draws from
-/// stream `i` of `seed`, so the result does not depend on the number of threads.
-pub fn init_tensors(config: &Config, kind: InitKind, seed: u64) -> Vec<(TensorSpec, Vec<f32>)> {
-    tensor_layout(config)
+/// Values for every tensor of `layout`, in layout order. Tensor `i` draws from stream `i`
+/// of `seed`, so the result does not depend on the number of threads.
+pub fn init_tensors(
+    layout: Vec<TensorSpec>,
+    kind: InitKind,
+    seed: u64,
+) -> Vec<(TensorSpec, Vec<f32>)> {
+    layout
         .into_par_iter()
         .enumerate()
         .map(|(i, spec)| {
@@ -43,6 +48,20 @@ pub fn init_tensors(config: &Config, kind: InitKind, seed: u64) -> Vec<(TensorSp
             (spec, values)
         })
         .collect()
+}
+
+/// The layout of `config`, after checking that initialising it fits the allocation budget:
+/// every parameter as f32 (4 bytes), plus the largest tensor's byte copy in flight while the
+/// values become file tensors.
+pub fn planned_layout(config: &Config) -> Result<Vec<TensorSpec>> {
+    let params = config.param_count()?;
+    let layout = tensor_layout(config)?;
+    let largest = layout.iter().map(TensorSpec::numel).max().unwrap_or(0);
+    crate::limits::check_alloc(
+        "init",
+        (u128::from(params) + largest as u128).saturating_mul(4),
+    )?;
+    Ok(layout)
 }
 
 fn init_one(spec: &TensorSpec, kind: InitKind, stream: NormalStream) -> Vec<f32> {

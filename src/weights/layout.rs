@@ -2,6 +2,7 @@
 //! its name and shape. Loading, saving, initialisation and `param_count` all derive from it.
 
 use crate::config::{Config, Flavor};
+use crate::error::Result;
 
 /// What a tensor is for; drives initialisation (SPEC, "AdaLN-Zero initialisation").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,14 +35,16 @@ pub struct TensorSpec {
 }
 
 impl TensorSpec {
-    /// Number of elements.
+    /// Number of elements (exact: a layout exists only for a validated config).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
 }
 
-/// Every tensor `config` requires, in a stable order (embedders, blocks, final layer).
-pub fn tensor_layout(config: &Config) -> Vec<TensorSpec> {
+/// Every tensor `config` requires, in a stable order (embedders, blocks, final layer); an
+/// error when the config is invalid. (Validation's caps keep every size below exact.)
+pub fn tensor_layout(config: &Config) -> Result<Vec<TensorSpec>> {
+    config.validate()?;
     let h = config.hidden_size;
     let d_in = config.input_dim;
     let m = config.mlp_hidden();
@@ -90,7 +93,7 @@ pub fn tensor_layout(config: &Config) -> Vec<TensorSpec> {
         l.linear("final_layer.adaLN_modulation.1", 2 * h, h, Role::ZeroInit);
         l.linear("final_layer.linear", d_in, h, Role::ZeroInit);
     }
-    l.specs
+    Ok(l.specs)
 }
 
 #[derive(Default)]

@@ -9,7 +9,7 @@ pub mod layout;
 pub use init::InitKind;
 pub use layout::{Role, TensorSpec, tensor_layout};
 
-use crate::config::{Config, ConfigOverrides, Flavor};
+use crate::config::{Config, ConfigOverrides, ConfigSources, FieldSource, Flavor, all_from};
 use crate::error::{Error, Result};
 use crate::tensor::SharedF32;
 use crate::tensor_file::{DType, RawTensor, TensorFile, write_tensors};
@@ -27,6 +27,7 @@ pub struct Weights {
     tensors: BTreeMap<String, RawTensor>,
     source: Option<PathBuf>,
     metadata: HashMap<String, String>,
+    sources: ConfigSources,
 }
 
 impl Weights {
@@ -34,21 +35,34 @@ impl Weights {
     ///
     /// The config comes from the file's `linear_dit.config` metadata; a field set in
     /// `overrides` must agree with it. A file without metadata takes its config from the
-    /// tensor shapes, completed by `overrides` (e.g. `num_heads`) and SPEC's defaults.
-    /// Edifice (Axon) names are detected and converted; such a file is the `edifice` flavor.
+    /// tensor shapes and `overrides`, which must then give `num_heads` and `num_steps` (no
+    /// shape shows them and the forward depends on both: SPEC, "Weights file"); a missing
+    /// one is an error naming the field and its flag. Edifice (Axon) names are detected and
+    /// converted; such a file is the `edifice` flavor.
     pub fn load(path: impl AsRef<Path>, overrides: &ConfigOverrides) -> Result<Self> {
-        let path = path.as_ref();
-        let file = TensorFile::open(path)?;
-        let axon = axon::is_axon(&file);
+        Weights::from_file(&TensorFile::open(path)?, overrides)
+    }
+
+    /// [`Weights::load`] for an already opened file (e.g. [`TensorFile::from_bytes`]).
+    pub fn from_file(file: &TensorFile, overrides: &ConfigOverrides) -> Result<Self> {
+        let path = file.path();
+        let axon = axon::is_axon(file);
         let tensors = if axon {
-            axon::to_canonical(&file)?
+            // The import copies every tensor (transposed, concatenated) out of the map.
+            let bytes: u128 = file
+                .names()
+                .into_iter()
+                .map(|name| file.tensor(name).map(|t| t.bytes.as_slice().len() as u128))
+                .sum::<Result<u128>>()?;
+            crate::limits::check_alloc("the Axon import", bytes)?;
+            axon::to_canonical(file)?
         } else {
             file.names()
                 .into_iter()
                 .map(|name| Ok((name.to_string(), file.tensor(name)?)))
                 .collect::<Result<BTreeMap<_, _>>>()?
         };
-        let config = match file.metadata().get(CONFIG_METADATA_KEY) {
+        let (config, sources) = match file.metadata().get(CONFIG_METADATA_KEY) {
             Some(json) => {
                 let config = Config::from_json(json).map_err(|e| {
                     Error::bad_file(path, format!("metadata `{CONFIG_METADATA_KEY}`: {e}"))
@@ -59,28 +73,9 @@ impl Weights {
                         format!("was given as {given} but the weights file says {actual}"),
                     ));
                 }
-                config
+                (config, all_from(FieldSource::Metadata))
             }
-            None => {
-                let mut inferred = infer::config_from_shapes(&tensors);
-                if axon {
-                    inferred.flavor = Flavor::Edifice;
-                }
-                let config = overrides.apply_to(inferred);
-                // Shapes cannot tell num_heads, num_steps or patch_size: say so when the
-                // defaults taken for them do not fit.
-                config.validate().map_err(|e| match e {
-                    Error::InvalidConfig { field, reason } => Error::InvalidConfig {
-                        field,
-                        reason: format!(
-                            "{reason} (the file has no `{CONFIG_METADATA_KEY}` metadata, so num_heads, \
-                             num_steps and patch_size were not read from it; give them as flags)"
-                        ),
-                    },
-                    other => other,
-                })?;
-                config
-            }
+            None => config_without_metadata(&tensors, axon, overrides)?,
         };
         if axon && config.flavor != Flavor::Edifice {
             return Err(Error::config(
@@ -91,6 +86,7 @@ impl Weights {
         let mut weights = Weights::from_tensors(config, tensors)?;
         weights.source = Some(path.to_path_buf());
         weights.metadata = file.metadata().clone();
+        weights.sources = sources;
         tracing::debug!(
             path = %path.display(),
             axon,
@@ -104,7 +100,7 @@ impl Weights {
     /// mis-shaped or non-float tensor is an error naming it.
     pub fn from_tensors(config: Config, tensors: BTreeMap<String, RawTensor>) -> Result<Self> {
         config.validate()?;
-        let layout = tensor_layout(&config);
+        let layout = tensor_layout(&config)?;
         for spec in &layout {
             let tensor = tensors
                 .get(&spec.name)
@@ -142,13 +138,16 @@ impl Weights {
             tensors,
             source: None,
             metadata: HashMap::new(),
+            sources: all_from(FieldSource::Given),
         })
     }
 
-    /// Fresh weights for `config`, deterministic in `seed` (f32).
+    /// Fresh weights for `config`, deterministic in `seed` (f32); an error, before anything
+    /// is allocated, when they would not fit the allocation budget ([`crate::limits`]).
     pub fn init(config: &Config, kind: InitKind, seed: u64) -> Result<Self> {
         config.validate()?;
-        let tensors = init::init_tensors(config, kind, seed)
+        let layout = init::planned_layout(config)?;
+        let tensors = init::init_tensors(layout, kind, seed)
             .into_iter()
             .map(|(spec, values)| (spec.name, RawTensor::from_f32(spec.shape, &values)))
             .collect();
@@ -158,6 +157,15 @@ impl Weights {
     /// Writes the weights as safetensors, every tensor stored as `dtype` (F32, BF16 or F16),
     /// with the config in the metadata.
     pub fn save(&self, path: impl AsRef<Path>, dtype: DType) -> Result<()> {
+        // Tensors stored in another dtype are converted in memory first; the file itself is
+        // streamed.
+        let converted: u128 = self
+            .tensors
+            .values()
+            .filter(|t| t.dtype != dtype)
+            .map(|t| (t.bytes.as_slice().len() / t.dtype.size()) as u128 * dtype.size() as u128)
+            .sum();
+        crate::limits::check_alloc("saving the weights", converted)?;
         let tensors = self
             .tensors
             .iter()
@@ -177,6 +185,12 @@ impl Weights {
     /// The config.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// Where each config field came from: the file's metadata, its tensor shapes, the
+    /// overrides, or a default (weights made in memory: all `Given`).
+    pub fn config_sources(&self) -> &ConfigSources {
+        &self.sources
     }
 
     /// The file these weights were loaded from, if any.
@@ -212,11 +226,75 @@ impl Weights {
     pub fn storage_dtype(&self) -> DType {
         let mut counts: HashMap<DType, usize> = HashMap::new();
         for t in self.tensors.values() {
-            *counts.entry(t.dtype).or_default() += t.numel();
+            // Bytes over the element size: already checked against the shape at load.
+            *counts.entry(t.dtype).or_default() += t.bytes.as_slice().len() / t.dtype.size();
         }
         counts
             .into_iter()
             .max_by_key(|&(_, n)| n)
             .map_or(DType::F32, |(d, _)| d)
     }
+}
+
+/// The config of a file without `linear_dit.config` metadata: the fields the shapes show,
+/// `overrides` over them, and SPEC's default only for `patch_size` (which the forward does
+/// not use). `num_heads` and `num_steps` must be given.
+fn config_without_metadata(
+    tensors: &BTreeMap<String, RawTensor>,
+    axon: bool,
+    overrides: &ConfigOverrides,
+) -> Result<(Config, ConfigSources)> {
+    let mut shapes = infer::fields_from_shapes(tensors);
+    if axon {
+        shapes.flavor = Some(Flavor::Edifice);
+    }
+    let hidden = overrides.hidden_size.or(shapes.hidden_size);
+    let required = |field: &'static str, flag: &str, value: Option<usize>| {
+        value.ok_or_else(|| {
+            let hint = match (field, hidden) {
+                ("num_heads", Some(h)) => format!(" (a divisor of hidden_size = {h})"),
+                _ => String::new(),
+            };
+            Error::config(
+                field,
+                format!(
+                    "is not known: the weights file has no `{CONFIG_METADATA_KEY}` metadata and \
+                     no tensor shape determines it, but the forward depends on it; give it with \
+                     {flag}{hint}"
+                ),
+            )
+        })
+    };
+    let num_heads = required("num_heads", "--num-heads", overrides.num_heads)?;
+    let num_steps = required("num_steps", "--num-steps", overrides.num_steps)?;
+    let given = overrides.set_fields();
+    let from_shapes = shapes.set_fields();
+    let config = Config {
+        num_heads,
+        num_steps,
+        ..overrides.apply_to(shapes.apply_to(Config::recommended()))
+    };
+    let sources = std::array::from_fn(|i| {
+        let field = crate::config::CONFIG_FIELDS[i];
+        let source = if given[i] {
+            FieldSource::Given
+        } else if from_shapes[i] || field == "num_classes" {
+            // Absent class tensors are an inference too: unconditional.
+            FieldSource::Inferred
+        } else {
+            FieldSource::Default
+        };
+        (field, source)
+    });
+    config.validate().map_err(|e| match e {
+        Error::InvalidConfig { field, reason } => Error::InvalidConfig {
+            field,
+            reason: format!(
+                "{reason} (the file has no `{CONFIG_METADATA_KEY}` metadata: the config comes \
+                 from its tensor shapes and the flags)"
+            ),
+        },
+        other => other,
+    })?;
+    Ok((config, sources))
 }
