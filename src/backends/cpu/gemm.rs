@@ -46,11 +46,22 @@ impl<'a> MatRef<'a> {
         }
     }
 
+    /// Whether every element lies inside `len` values; the arithmetic is checked, so sizes
+    /// whose product wraps can never pass (the unsafe product below relies on this).
     fn fits(&self, len: usize) -> bool {
         self.rows == 0
             || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < len
+            || last_index(self.rows, self.row_stride, self.cols, self.col_stride)
+                .is_some_and(|last| last < len)
     }
+}
+
+/// `(rows − 1)·row_stride + (cols − 1)·col_stride`, or `None` when it overflows; rows and
+/// cols ≥ 1.
+fn last_index(rows: usize, row_stride: usize, cols: usize, col_stride: usize) -> Option<usize> {
+    (rows - 1)
+        .checked_mul(row_stride)?
+        .checked_add((cols - 1).checked_mul(col_stride)?)
 }
 
 /// Whether a product may use the current rayon pool.
@@ -78,7 +89,7 @@ pub fn matmul(
         return;
     }
     assert!(
-        (m - 1) * dst_stride + n <= dst.len(),
+        last_index(m, dst_stride, n, 1).is_some_and(|last| last < dst.len()),
         "destination out of bounds"
     );
     if k == 0 {
@@ -146,5 +157,21 @@ mod tests {
                 assert!((dst[r * n + c] - expect).abs() < 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn views_whose_extent_wraps_are_refused() {
+        let data = [0.0f32; 4];
+        // (2^62 + 1 − 1)·4 wraps to 0 in 64 bits: it must not pass as "in bounds".
+        let wraps = std::panic::catch_unwind(|| MatRef::strided(&data, (1 << 62) + 1, 1, 4));
+        assert!(wraps.is_err());
+        assert_eq!(last_index((1 << 62) + 1, 4, 1, 1), None);
+        assert_eq!(last_index(2, 3, 2, 1), Some(4));
+        let mut dst = [0.0f32; 4];
+        let a = MatRef::dense(&data, 2, 2);
+        let wrapped_dst = std::panic::catch_unwind(move || {
+            matmul(a, a, &mut dst, usize::MAX / 2, false, Threads::Caller)
+        });
+        assert!(wrapped_dst.is_err());
     }
 }
