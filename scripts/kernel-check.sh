@@ -3,8 +3,9 @@
 # against exact references, so they are tested on every machine, GPU or not. Needs only g++
 # (C++20; Debian's g++ 12).
 #
-#   scripts/kernel-check.sh              the three builds below, then the mutation check
+#   scripts/kernel-check.sh                  the three builds below, then the mutation check
 #   scripts/kernel-check.sh --no-mutations
+#   scripts/kernel-check.sh --mutations-only   (needs the plain build's objects: builds them)
 #
 # 1. plain (-O2): every case;
 # 2. -fsanitize=thread: the quick subset (data races between the threads of a block: a
@@ -22,9 +23,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 mutations=1
+builds=1
 for arg in "$@"; do
     case "$arg" in
         --no-mutations) mutations=0 ;;
+        --mutations-only) builds=0 ;;
         *) echo "kernel-check.sh: unknown argument $arg" >&2; exit 2 ;;
     esac
 done
@@ -128,11 +131,90 @@ check_coverage() {
     fi
 }
 
+# mutant NAME FILE FAMILY EXPECT SED_SCRIPT: a copy of kernels/ with FILE edited by SED_SCRIPT
+# (which must change it), built against the plain harness objects; EXPECT is "run" (the
+# harness, on family FAMILY, must fail) or "build" (the kernels must not compile, because of
+# unmodelled inline asm). Counts a survivor in $survivors.
+mutant() {
+    local name=$1 file=$2 family=$3 expect=$4 script=$5 dir=$mutants_dir/$1
+    mkdir -p "$dir/kernels"
+    cp kernels/*.cu kernels/common.cuh "$dir/kernels/"
+    sed -E -i -e "$script" "$dir/kernels/$file"
+    if cmp -s "kernels/$file" "$dir/kernels/$file"; then
+        echo "kernel-check.sh: mutation $name did not change kernels/$file (stale pattern?)" >&2
+        exit 1
+    fi
+    # -Wno-error: a mutant may leave a variable unused.
+    if ! build_kernels "$dir/kernels" "$dir/kernels_emu.o" -O1 -Wno-error >"$dir/build.log" 2>&1; then
+        if [[ $expect == build ]] && grep -q LDT_EMU_inline_asm_without_a_cpu_model "$dir/build.log"; then
+            echo "  killed   $name (does not compile)"
+        else
+            echo "kernel-check.sh: mutant $name failed to build unexpectedly:" >&2
+            cat "$dir/build.log" >&2
+            exit 1
+        fi
+        return
+    fi
+    if [[ $expect == build ]]; then
+        echo "  SURVIVED $name (compiled)"
+        survivors=$((survivors + 1))
+        return
+    fi
+    link plain "$dir/kernels_emu.o" "$dir/kernel_check" -O1
+    if "$dir/kernel_check" --quick --only="$family" >"$dir/run.log" 2>&1; then
+        echo "  SURVIVED $name (kernel_check --quick --only=$family passed)"
+        survivors=$((survivors + 1))
+    else
+        echo "  killed   $name: $(grep -m1 '^FAIL' "$dir/run.log" | cut -c1-110)"
+    fi
+}
+
+run_mutants() {
+    mutants_dir=$out/mutants
+    rm -rf "$mutants_dir"
+    survivors=0
+    # Deleted barriers: shared memory read before the other threads wrote it.
+    mutant sync-attention-apply linear_attention.cu attention run \
+        's|__syncthreads\(\);  // the state and den are in place|// mutant: barrier deleted|'
+    mutant sync-block-sum common.cuh norm run \
+        '/red\[threadIdx\.x >> 5\] = v;/{n;n;s|__syncthreads\(\);|// mutant: barrier deleted|}'
+    mutant sync-small-linear small_linear.cu small_linear run \
+        '/xs\[idx\] = v;/{n;n;s|__syncthreads\(\);|// mutant: barrier deleted|}'
+    # Wrong epsilons.
+    mutant eps-attention linear_attention.cu attention run \
+        's|#define LINATTN_EPS 1e-6f|#define LINATTN_EPS 1e-5f|'
+    mutant eps-layernorm layer_norm_modulate.cu norm run \
+        's|rsqrtf\(team_sum<TEAM>\(sq, red\) / \(float\)h \+ a\.eps\)|rsqrtf(team_sum<TEAM>(sq, red) / (float)h + 10.0f * a.eps)|'
+    # Off-by-ones.
+    mutant mean-over-h-minus-1 layer_norm_modulate.cu norm run \
+        's|const float mean = block_sum\(sum, red\) / \(float\)h;|const float mean = block_sum(sum, red) / (float)(h - 1);|'
+    mutant reduce-skips-last-chunk linear_attention.cu attention run \
+        's|for \(int c = 0; c < num_chunks; \+\+c\) \{|for (int c = 0; c < num_chunks - 1; ++c) {|'
+    # The fp16 overflow policy, and the hi/lo split of the tensor-core path.
+    mutant fp16-no-saturation common.cuh pointwise run \
+        's|#define LDT_FP16_MAX 65504.0f|#define LDT_FP16_MAX 65520.0f|'
+    mutant mma-drops-lo-part linear_attention.cu attention run \
+        's|mma_tf32\(acc\[mt\]\[nt\], alo\[mt\], b\);|// mutant: lo part dropped|'
+    # Inline PTX without a CPU model must not compile.
+    mutant unmodelled-asm common.cuh pointwise build \
+        's|^LDT_DEVICE float silu\(float x\) \{ return x / \(1.0f \+ expf\(-x\)\); \}|LDT_DEVICE float silu(float x) { float e; asm("ex2.approx.f32 %0, %1;" : "=f"(e) : "f"(-x)); return x / (1.0f + e); }|'
+    if [[ $survivors -gt 0 ]]; then
+        echo "kernel-check.sh: $survivors mutant(s) survived" >&2
+        exit 1
+    fi
+}
+
 timed() {
     local start=$SECONDS
     "$@"
     echo "kernel-check.sh: '$*' took $((SECONDS - start)) s"
 }
+
+if [[ $builds == 0 ]]; then
+    build_harness plain -O2
+    timed run_mutants
+    exit 0
+fi
 
 echo "== plain build (-O2), every case"
 timed build plain -O2
@@ -148,6 +230,7 @@ timed build asan -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -
 ASAN_OPTIONS="detect_leaks=1" timed "$out/asan/kernel_check" --quick
 
 if [[ $mutations == 1 ]]; then
-    scripts/kernel-mutations.sh
+    echo "== mutations (each must be caught)"
+    timed run_mutants
 fi
 echo "kernel-check.sh: all passed"

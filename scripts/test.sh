@@ -11,5 +11,6 @@ fi
 if [[ -d .cuda/lib ]]; then
     export LD_LIBRARY_PATH="$PWD/.cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
+scripts/kernel-check.sh
 cargo test --all-targets "$@"
 cargo test --doc

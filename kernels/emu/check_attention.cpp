@@ -161,7 +161,11 @@ template <typename T> void attention_cases(const AttentionKernels<T>& k, Rng& rn
                  {1, 7, 1, 64, 256, false, true}, {1, 20, 2, 128, 5, true},
                  {1, 7, 1, 129}};
     }
-    for (const Case& c : cases) attention_case(k, c, rng);
+    for (const Case& c : cases) {
+        // 4097 tokens through the mma model is seconds of warp exchanges: fp32 storage only.
+        if (c.tokens > 1000 && sizeof(T) == 2) continue;
+        attention_case(k, c, rng);
+    }
 }
 
 }  // namespace
