@@ -219,14 +219,24 @@ fi
 echo "== plain build (-O2), every case"
 timed build plain -O2
 check_coverage plain
+# The sanitizer builds compile while the plain run (mostly thread switches) runs.
+(
+    timed build tsan -O1 -g -fsanitize=thread
+    timed build asan -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
+) >"$out/sanitizer-builds.log" 2>&1 &
+sanitizer_builds=$!
 timed "$out/plain/kernel_check"
+if ! wait "$sanitizer_builds"; then
+    cat "$out/sanitizer-builds.log" >&2
+    echo "kernel-check.sh: a sanitizer build failed" >&2
+    exit 1
+fi
+cat "$out/sanitizer-builds.log"
 
 echo "== -fsanitize=thread, quick subset"
-timed build tsan -O1 -g -fsanitize=thread
 TSAN_OPTIONS="halt_on_error=1 exitcode=66" timed "$out/tsan/kernel_check" --quick
 
 echo "== -fsanitize=address,undefined, quick subset"
-timed build asan -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 ASAN_OPTIONS="detect_leaks=1" timed "$out/asan/kernel_check" --quick
 
 if [[ $mutations == 1 ]]; then
