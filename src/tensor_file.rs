@@ -9,8 +9,8 @@ use crate::error::{Error, Result};
 use crate::limits::{bytes_of, check_alloc, checked_product};
 use memmap2::{Mmap, MmapMut};
 use safetensors::{Dtype, SafeTensors, tensor::TensorInfo};
-use serde::de::{Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
-use std::collections::HashMap;
+use serde::de::{Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -400,28 +400,25 @@ fn validate(path: &Path, buffer: &[u8]) -> Result<Header> {
             ),
         ));
     }
+    if header_len > MAX_HEADER_BYTES {
+        return Err(Error::bad_file(
+            path,
+            format!(
+                "corrupt: a header of {header_len} bytes (more than {MAX_HEADER_BYTES}; a \
+                 header takes about 100 bytes per tensor)"
+            ),
+        ));
+    }
     let data_start = 8 + header_len as usize;
     let header = &buffer[8..data_start];
-    let json = serde_json::from_slice::<UniqueKeys>(header)
+    let entries = serde_json::from_slice::<HeaderOffsets>(header)
         .map_err(|e| Error::bad_file(path, format!("corrupt header (bytes 8..{data_start}): {e}")))?
         .0;
-    let Some(entries) = json.as_object() else {
-        return Err(Error::bad_file(path, "corrupt header: not a JSON object"));
-    };
-    for (name, entry) in entries {
-        if name == "__metadata__" {
-            continue;
-        }
-        let offset = |i: usize| {
-            entry
-                .get("data_offsets")
-                .and_then(|o| o.get(i))
-                .and_then(serde_json::Value::as_u64)
-        };
-        let Some(end) = offset(1) else {
+    for (name, [start, end]) in entries {
+        let Some(end) = end else {
             continue; // Malformed entries are reported by the full validation below.
         };
-        let start = offset(0).unwrap_or(0);
+        let start = start.unwrap_or(0);
         // u128: offsets near u64::MAX must not wrap into a range that looks in bounds.
         let file_end = data_start as u128 + u128::from(end);
         if file_end > len as u128 {
@@ -448,80 +445,309 @@ fn validate(path: &Path, buffer: &[u8]) -> Result<Header> {
     ))
 }
 
-/// A JSON value parsed with duplicate object keys refused at every nesting level (a header
-/// with two entries for one tensor, or one metadata key twice, is ambiguous: refuse it
-/// rather than let the last one win).
-struct UniqueKeys(serde_json::Value);
+/// The largest header read: 16 MiB, room for some 150,000 tensors (real checkpoints hold
+/// a few thousand per file; the format itself allows 100 MB). Parsing is proportional to it.
+const MAX_HEADER_BYTES: u64 = 16 << 20;
 
-impl<'de> Deserialize<'de> for UniqueKeys {
+/// The header's tensor entries with their `data_offsets` (`None` where not a u64), parsed
+/// with duplicate keys refused at every level: serde_json lets the last of two equal keys
+/// win, so a header with two entries for one tensor (or one metadata key twice) would be
+/// read differently by different readers. Keeps only the offsets, so memory stays small
+/// whatever the header holds.
+struct HeaderOffsets(Vec<(String, [Option<u64>; 2])>);
+
+impl<'de> Deserialize<'de> for HeaderOffsets {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> std::result::Result<Self, D::Error> {
-        deserializer
-            .deserialize_any(UniqueKeysVisitor)
-            .map(UniqueKeys)
+        struct Entries;
+        impl<'de> Visitor<'de> for Entries {
+            type Value = HeaderOffsets;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> std::result::Result<Self::Value, A::Error> {
+                let mut seen = HashSet::new();
+                let mut entries = Vec::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    if key == "__metadata__" {
+                        map.next_value_seed(NoDuplicates)?;
+                    } else {
+                        let offsets = map.next_value_seed(EntryOffsets)?;
+                        entries.push((key.clone(), offsets));
+                    }
+                    if !seen.insert(key.clone()) {
+                        return Err(duplicate(&key));
+                    }
+                }
+                Ok(HeaderOffsets(entries))
+            }
+        }
+        deserializer.deserialize_map(Entries)
     }
 }
 
-struct UniqueKeysVisitor;
+fn duplicate<E: serde::de::Error>(key: &str) -> E {
+    E::custom(format!("duplicate key `{key}`"))
+}
 
-impl<'de> Visitor<'de> for UniqueKeysVisitor {
-    type Value = serde_json::Value;
+/// Walks any JSON value, refusing duplicate object keys at every level; keeps nothing.
+/// (serde_json's recursion limit bounds the nesting.)
+struct NoDuplicates;
+
+impl<'de> DeserializeSeed<'de> for NoDuplicates {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for NoDuplicates {
+    type Value = ();
 
     fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("a JSON value without duplicate keys")
     }
 
-    fn visit_bool<E>(self, v: bool) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<(), E> {
+        Ok(())
     }
 
-    fn visit_i64<E>(self, v: i64) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<(), E> {
+        Ok(())
     }
 
-    fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<(), E> {
+        Ok(())
     }
 
-    fn visit_f64<E>(self, v: f64) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<(), E> {
+        Ok(())
     }
 
-    fn visit_str<E>(self, v: &str) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
+    fn visit_str<E>(self, _: &str) -> std::result::Result<(), E> {
+        Ok(())
     }
 
-    fn visit_string<E>(self, v: String) -> std::result::Result<Self::Value, E> {
-        Ok(v.into())
+    fn visit_unit<E>(self) -> std::result::Result<(), E> {
+        Ok(())
     }
 
-    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
-        Ok(serde_json::Value::Null)
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> std::result::Result<(), A::Error> {
+        while seq.next_element_seed(NoDuplicates)?.is_some() {}
+        Ok(())
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(
-        self,
-        mut seq: A,
-    ) -> std::result::Result<Self::Value, A::Error> {
-        let mut values = Vec::new();
-        while let Some(UniqueKeys(v)) = seq.next_element()? {
-            values.push(v);
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> std::result::Result<(), A::Error> {
+        let mut seen = HashSet::new();
+        while let Some(key) = map.next_key::<String>()? {
+            map.next_value_seed(NoDuplicates)?;
+            if !seen.insert(key.clone()) {
+                return Err(duplicate(&key));
+            }
         }
-        Ok(values.into())
+        Ok(())
+    }
+}
+
+/// One tensor entry: its two `data_offsets` where they are u64s; any other value (or field)
+/// is only walked for duplicates and left to the full validation.
+struct EntryOffsets;
+
+impl<'de> DeserializeSeed<'de> for EntryOffsets {
+    type Value = [Option<u64>; 2];
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for EntryOffsets {
+    type Value = [Option<u64>; 2];
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a tensor entry")
     }
 
     fn visit_map<A: MapAccess<'de>>(
         self,
         mut map: A,
     ) -> std::result::Result<Self::Value, A::Error> {
-        let mut object = serde_json::Map::new();
+        let mut seen = HashSet::new();
+        let mut offsets = [None, None];
         while let Some(key) = map.next_key::<String>()? {
-            let UniqueKeys(value) = map.next_value()?;
-            if object.contains_key(&key) {
-                return Err(serde::de::Error::custom(format!("duplicate key `{key}`")));
+            if key == "data_offsets" {
+                offsets = map.next_value_seed(FirstTwoU64)?;
+            } else {
+                map.next_value_seed(NoDuplicates)?;
             }
-            object.insert(key, value);
+            if !seen.insert(key.clone()) {
+                return Err(duplicate(&key));
+            }
         }
-        Ok(object.into())
+        Ok(offsets)
+    }
+
+    // Not an object: nothing to extract; the full validation rejects it.
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Self::Value, A::Error> {
+        NoDuplicates.visit_seq(seq)?;
+        Ok([None, None])
+    }
+}
+
+/// The first two elements of an array, where they are u64s; the rest is walked.
+struct FirstTwoU64;
+
+impl<'de> DeserializeSeed<'de> for FirstTwoU64 {
+    type Value = [Option<u64>; 2];
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for FirstTwoU64 {
+    type Value = [Option<u64>; 2];
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("data offsets")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(
+        self,
+        mut seq: A,
+    ) -> std::result::Result<Self::Value, A::Error> {
+        let mut first = [None, None];
+        let mut i = 0;
+        while let Some(value) = seq.next_element_seed(MaybeU64)? {
+            if let Some(slot) = first.get_mut(i) {
+                *slot = value;
+            }
+            i += 1;
+        }
+        Ok(first)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Self::Value, A::Error> {
+        NoDuplicates.visit_map(map)?;
+        Ok([None, None])
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+
+    fn visit_u64<E>(self, _: u64) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok([None, None])
+    }
+}
+
+/// A u64, or `None` for any other value (walked for duplicates).
+struct MaybeU64;
+
+impl<'de> DeserializeSeed<'de> for MaybeU64 {
+    type Value = Option<u64>;
+
+    fn deserialize<D: Deserializer<'de>>(
+        self,
+        deserializer: D,
+    ) -> std::result::Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MaybeU64 {
+    type Value = Option<u64>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an offset")
+    }
+
+    fn visit_u64<E>(self, v: u64) -> std::result::Result<Self::Value, E> {
+        Ok(Some(v))
+    }
+
+    fn visit_bool<E>(self, _: bool) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_str<E>(self, _: &str) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E>(self) -> std::result::Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> std::result::Result<Self::Value, A::Error> {
+        NoDuplicates.visit_seq(seq)?;
+        Ok(None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Self::Value, A::Error> {
+        NoDuplicates.visit_map(map)?;
+        Ok(None)
     }
 }
 

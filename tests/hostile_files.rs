@@ -121,7 +121,7 @@ fn malformed_headers_are_one_clean_error() {
             &["header"],
         ),
         (r#"{"__metadata__":{"k":{"nested":"x"}}}"#, 0, &["header"]),
-        (r#"[1,2,3]"#, 0, &["not a JSON object"]),
+        (r#"[1,2,3]"#, 0, &["expected a JSON object"]),
         // Trailing bytes after the last tensor.
         (
             r#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#,
@@ -139,6 +139,10 @@ fn malformed_headers_are_one_clean_error() {
         bytes.extend_from_slice(b"{}");
         assert_mentions(&bad_file(&bytes), &["header claims bytes 8.."]);
     }
+    // A header above 16 MiB is refused before it is parsed.
+    let mut big = ((16u64 << 20) + 8).to_le_bytes().to_vec();
+    big.resize(8 + (16 << 20) + 8, b' ');
+    assert_mentions(&bad_file(&big), &["header of 16777224 bytes"]);
     // Deep nesting is refused by the JSON parser's depth limit, not by a stack overflow.
     let deep = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
     assert_mentions(&bad_file(&safetensors(&deep, 0)), &["header"]);

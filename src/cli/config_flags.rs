@@ -18,7 +18,8 @@ pub struct ConfigFlags {
     /// Number of blocks L [default: 12].
     #[arg(long)]
     pub num_layers: Option<usize>,
-    /// Attention heads H [default: 8].
+    /// Attention heads H [default: 8; required with a weights file that has no config
+    /// metadata, whose shapes cannot tell it].
     #[arg(long)]
     pub num_heads: Option<usize>,
     /// MLP width ratio, m = round(h × ratio) [default: 4.0].
@@ -27,7 +28,8 @@ pub struct ConfigFlags {
     /// Number of classes C [default: none, unconditional].
     #[arg(long)]
     pub num_classes: Option<usize>,
-    /// Diffusion steps of the training schedule [default: 1000].
+    /// Diffusion steps of the training schedule [default: 1000; required with a weights file
+    /// that has no config metadata].
     #[arg(long)]
     pub num_steps: Option<usize>,
     /// Patch size p [default: 2].

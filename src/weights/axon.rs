@@ -185,6 +185,7 @@ fn assemble(source: &Source, parts: &[RawTensor]) -> Result<RawTensor> {
     };
     let total = checked_product(&source.canonical, &shape)?;
     check_alloc(&source.canonical, bytes_of(&[total], first.dtype.size()))?;
+    // Within the budget, so the byte count fits.
     let mut bytes = Vec::with_capacity(total * first.dtype.size());
     for part in parts {
         match (source.transpose, part.shape.as_slice()) {
