@@ -28,7 +28,7 @@ mod request;
 mod worker;
 
 pub use metrics::{Histogram, Metrics, Outcome};
-pub use request::{EngineError, GenerateRequest, Generated};
+pub use request::{EngineError, GenerateRequest, Generated, Generation, GenerationEvent, Progress};
 
 use crate::config::Config;
 use crate::error::Error;
@@ -41,7 +41,12 @@ use queue::{ForwardJob, GenerateJob, Job, Shared};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
+
+/// Unread step reports a [`Generation`] buffers; beyond them the worker drops steps rather
+/// than wait for the reader (≈ 32 KiB per request at most). Requests of up to this many
+/// steps lose none.
+pub const PROGRESS_BUFFER: usize = 1024;
 
 /// Limits of the engine. Every request — `/v1/generate`, a raw forward, an embedded caller —
 /// goes through the same admission against them.
@@ -207,7 +212,39 @@ impl EngineHandle {
     /// Generates the request's images. Dropping the returned future cancels the request: its
     /// slot is freed at the next step.
     pub async fn generate(&self, request: GenerateRequest) -> Result<Generated, EngineError> {
-        let (job, rx) = match self.prepare(request) {
+        let rx = self.submit(request, None)?;
+        match rx.await {
+            Ok(answer) => answer,
+            Err(_) => Err(self.closed_error()),
+        }
+    }
+
+    /// Accepts a request whose steps are reported as they finish, for callers that show
+    /// progress (`/v1/generate` with `"stream": true`). A request that is invalid, too large
+    /// or finds the queue full is refused here, before any step runs. Dropping the returned
+    /// [`Generation`] cancels the request: its slot is freed at the next step.
+    pub fn generate_with_progress(
+        &self,
+        request: GenerateRequest,
+    ) -> Result<Generation, EngineError> {
+        let (tx, progress) = mpsc::channel(request.params.steps.clamp(1, PROGRESS_BUFFER));
+        let answer = self.submit(request, Some(tx))?;
+        Ok(Generation {
+            progress,
+            answer,
+            held: None,
+            finished: false,
+            engine: self.clone(),
+        })
+    }
+
+    /// Validates and queues a generate request; returns where its answer will arrive.
+    fn submit(
+        &self,
+        request: GenerateRequest,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> Result<oneshot::Receiver<Result<Generated, EngineError>>, EngineError> {
+        let (job, rx) = match self.prepare(request, progress) {
             Ok(prepared) => prepared,
             Err(e) => {
                 self.inner.metrics.record(e.outcome());
@@ -215,10 +252,7 @@ impl EngineHandle {
             }
         };
         self.enqueue(Job::Generate(Box::new(job)))?;
-        match rx.await {
-            Ok(answer) => answer,
-            Err(_) => Err(self.closed_error()),
-        }
+        Ok(rx)
     }
 
     /// One raw forward (`x [B, N, D]`, `t [B]`, `y [B]`), run by the worker between steps.
@@ -286,10 +320,11 @@ impl EngineHandle {
         }
     }
 
-    /// Validates a request and builds its trajectories.
+    /// Validates a request and builds its trajectories; `progress` receives its steps.
     fn prepare(
         &self,
         request: GenerateRequest,
+        progress: Option<mpsc::Sender<Progress>>,
     ) -> Result<
         (
             GenerateJob,
@@ -358,6 +393,7 @@ impl EngineHandle {
             deadline,
             admitted: None,
             reply: Some(reply),
+            progress,
             span,
         };
         Ok((job, rx))
@@ -406,8 +442,7 @@ impl EngineHandle {
 
     /// Whether the engine accepts requests: not shutting down, and its worker running.
     pub fn is_ready(&self) -> bool {
-        !self.inner.shared.lock().shutting_down
-            && *self.inner.done.borrow() == WorkerState::Running
+        !self.inner.shared.lock().shutting_down && *self.inner.done.borrow() == WorkerState::Running
     }
 
     /// Why the engine is not ready (for readiness answers).

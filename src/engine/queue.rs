@@ -1,14 +1,14 @@
 //! The state shared by callers and the worker: a bounded FIFO of waiting jobs and the
 //! shutdown flag, under one mutex, with a condition variable to wake the worker.
 
-use super::request::{EngineError, GenerateRequest, Generated};
+use super::request::{EngineError, GenerateRequest, Generated, Progress};
 use crate::model::Grid;
 use crate::sampling::Trajectory;
 use crate::tensor::Tensor;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// A generate request, validated and ready to run.
 pub struct GenerateJob {
@@ -28,6 +28,9 @@ pub struct GenerateJob {
     pub admitted: Option<Instant>,
     /// Where the answer goes: `None` once answered; closed when the caller stopped waiting.
     pub reply: Option<oneshot::Sender<Result<Generated, EngineError>>>,
+    /// Where finished steps are reported, for callers that asked
+    /// ([`super::EngineHandle::generate_with_progress`]).
+    pub progress: Option<mpsc::Sender<Progress>>,
     /// The request's tracing span.
     pub span: tracing::Span,
 }
@@ -36,6 +39,34 @@ impl GenerateJob {
     /// Whether the caller stopped waiting before an answer was sent.
     pub fn is_abandoned(&self) -> bool {
         self.reply.as_ref().is_some_and(|r| r.is_closed())
+    }
+
+    /// Offers the steps finished so far to the progress reader, if any. Never waits: with
+    /// the reader's buffer full the step is dropped (the worker serves every request, and
+    /// one slow reader must not hold up the rest); the answer goes its own way.
+    pub fn report_progress(&self) {
+        let Some(progress) = &self.progress else {
+            return;
+        };
+        let step = self
+            .trajectories
+            .iter()
+            .map(Trajectory::steps_done)
+            .min()
+            .unwrap_or(0);
+        let total = self
+            .trajectories
+            .iter()
+            .map(Trajectory::steps_total)
+            .max()
+            .unwrap_or(0);
+        let elapsed = self.submitted.elapsed();
+        // Full (a slow reader) or closed (the caller left; the slot is freed next step).
+        let _ = progress.try_send(Progress {
+            step,
+            total,
+            elapsed,
+        });
     }
 
     /// Sends the answer (at most once).

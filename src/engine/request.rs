@@ -1,4 +1,5 @@
-//! What callers ask of the engine, and how each answer can fail.
+//! What callers ask of the engine, how each answer can fail, and — for callers that want
+//! to show progress — the step-by-step report of a running request ([`Generation`]).
 
 use super::metrics::Outcome;
 use crate::error::Error;
@@ -6,6 +7,7 @@ use crate::model::Grid;
 use crate::sampling::SamplingParams;
 use crate::tensor::Tensor;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 
 /// A request for `num_images` images.
 #[derive(Debug, Clone)]
@@ -77,6 +79,71 @@ impl EngineError {
             EngineError::ShuttingDown => Outcome::ShuttingDown,
             EngineError::DeadlineExceeded(_) => Outcome::DeadlineExceeded,
             EngineError::Failed(_) | EngineError::WorkerFailed(_) => Outcome::Failed,
+        }
+    }
+}
+
+/// One finished denoising step of a running request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Steps finished so far, 1 … `total`.
+    pub step: usize,
+    /// Steps the request takes.
+    pub total: usize,
+    /// Time from submission to the end of this step.
+    pub elapsed: Duration,
+}
+
+/// What a [`Generation`] reports next.
+#[derive(Debug)]
+pub enum GenerationEvent {
+    /// A step finished.
+    Step(Progress),
+    /// The request's answer; nothing follows it.
+    Done(Result<Generated, EngineError>),
+}
+
+/// A generate request the engine accepted, reporting its steps as they finish
+/// ([`super::EngineHandle::generate_with_progress`]).
+///
+/// The worker never waits for a slow reader: it offers each step to a buffer of up to
+/// [`super::PROGRESS_BUFFER`] unread steps and drops the step when the buffer is full, so a
+/// reader that falls that far behind misses intermediate steps. The answer has its own
+/// channel and always arrives, after every step that was buffered. Dropping the
+/// `Generation` cancels the request: its slot is freed at the next step.
+pub struct Generation {
+    pub(super) progress: mpsc::Receiver<Progress>,
+    pub(super) answer: oneshot::Receiver<Result<Generated, EngineError>>,
+    /// The answer, once it arrived (steps still buffered go out before it).
+    pub(super) held: Option<Result<Generated, EngineError>>,
+    pub(super) finished: bool,
+    /// The engine, to say why an accepted request got no answer.
+    pub(super) engine: super::EngineHandle,
+}
+
+impl Generation {
+    /// The next event, in order: the steps, then the answer; `None` after the answer.
+    pub async fn next(&mut self) -> Option<GenerationEvent> {
+        if self.finished {
+            return None;
+        }
+        if self.held.is_none() {
+            tokio::select! {
+                biased;
+                Some(step) = self.progress.recv() => return Some(GenerationEvent::Step(step)),
+                answer = &mut self.answer => {
+                    self.held = Some(answer.unwrap_or_else(|_| Err(self.engine.closed_error())));
+                }
+            }
+        }
+        // The worker offers a step before it sends the answer, so steps may still be
+        // buffered behind an answer that is already in: they go first.
+        match self.progress.try_recv() {
+            Ok(step) => Some(GenerationEvent::Step(step)),
+            Err(_) => {
+                self.finished = true;
+                self.held.take().map(GenerationEvent::Done)
+            }
         }
     }
 }

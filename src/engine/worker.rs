@@ -3,9 +3,9 @@
 //! Each iteration it (1) admits waiting jobs in FIFO order while they fit the batch limits,
 //! (2) drops requests whose caller went away or whose deadline passed, (3) runs waiting raw
 //! forwards, (4) advances every active request by one denoising step — one batched forward
-//! per token grid, conditional and unconditional halves together — and (5) answers the
-//! requests that finished. New requests join between steps: continuous batching at step
-//! granularity. A request admitted is never starved: every active request advances every
+//! per token grid, conditional and unconditional halves together, each step reported to the
+//! requests that asked for progress — and (5) answers the requests that finished. New
+//! requests join between steps: continuous batching at step granularity. A request admitted is never starved: every active request advances every
 //! iteration, and admission never skips the head of the queue.
 
 use super::EngineConfig;
@@ -318,7 +318,10 @@ fn advance(active: &mut [GenerateJob], members: &[usize], eps: &Tensor, metrics:
             let advanced = match (cond, tr.is_guided(), uncond) {
                 (Some(cond), false, _) => tr.advance(cond, None),
                 (Some(cond), true, Some(uncond)) => tr.advance(cond, Some(uncond)),
-                _ => Err(crate::Error::input("eps", "has fewer rows than the step batch")),
+                _ => Err(crate::Error::input(
+                    "eps",
+                    "has fewer rows than the step batch",
+                )),
             };
             if let Err(e) = advanced {
                 failure.get_or_insert(e);
@@ -328,6 +331,8 @@ fn advance(active: &mut [GenerateJob], members: &[usize], eps: &Tensor, metrics:
             job.span
                 .in_scope(|| tracing::error!(error = %e, "trajectory could not advance"));
             fail(job, EngineError::Failed(e.to_string()), metrics);
+        } else {
+            job.report_progress();
         }
     }
 }

@@ -1,21 +1,37 @@
-//! `POST /v1/generate`: images for a class, as a PNG grid or a safetensors body.
+//! `POST /v1/generate`: images for a class, as a PNG grid or a safetensors body — or, with
+//! `"stream": true`, as server-sent events: one `step` event per finished denoising step,
+//! so a client of a long generation sees it advance, then one `result` (the same bytes,
+//! base64) or `error` (the same JSON body as the plain answer's).
 
 use super::AppState;
+use super::RequestId;
 use super::body::read_body;
 use super::error::ApiError;
 use crate::config::Config;
-use crate::engine::{EngineError, GenerateRequest, Outcome};
+use crate::engine::{
+    EngineError, GenerateRequest, Generated, Generation, GenerationEvent, Outcome, Progress,
+};
 use crate::image::{default_columns, default_scale, png_grid_bytes};
 use crate::model::Grid;
 use crate::sampling::{SamplerKind, SamplingParams, ScheduleKind};
 use crate::tensor_file::serialize_tensors;
+use axum::Extension;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use futures_util::Stream;
 use serde::Deserialize;
+use serde_json::{Value, json};
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::time::Duration;
+
+/// Largest error body read back to be re-sent as an `error` event (ours are far smaller).
+const MAX_ERROR_BODY: usize = 64 * 1024;
 
 /// The request body. Every field is optional; defaults match `linear-dit sample`.
 #[derive(Debug, Deserialize)]
@@ -39,6 +55,16 @@ pub struct GenerateBody {
     pub format: Option<String>,
     /// Give up after this many milliseconds (HTTP 504).
     pub deadline_ms: Option<u64>,
+    /// Answer with server-sent events: a `step` event per finished step, then `result` or
+    /// `error` [false].
+    pub stream: Option<bool>,
+}
+
+/// A decoded body: the engine request and how to deliver its answer.
+struct Decoded {
+    request: GenerateRequest,
+    format: ResponseFormat,
+    stream: bool,
 }
 
 /// Decodes a `/v1/generate` body into an engine request for a model of `config`, whose
@@ -50,6 +76,16 @@ pub fn decode_generate_request(
     schedule: ScheduleKind,
     grid: Grid,
 ) -> Result<(GenerateRequest, ResponseFormat), String> {
+    decode(body, config, schedule, grid).map(|d| (d.request, d.format))
+}
+
+/// [`decode_generate_request`], with the `stream` choice.
+fn decode(
+    body: &[u8],
+    config: &Config,
+    schedule: ScheduleKind,
+    grid: Grid,
+) -> Result<Decoded, String> {
     let body: GenerateBody =
         serde_json::from_slice(body).map_err(|e| format!("malformed JSON body: {e}"))?;
     let sampler = match body
@@ -75,9 +111,7 @@ pub fn decode_generate_request(
     };
     let class_label = match body.class_label {
         None => None,
-        Some(k) => Some(
-            usize::try_from(k).map_err(|_| format!("class_label {k} is negative"))?,
-        ),
+        Some(k) => Some(usize::try_from(k).map_err(|_| format!("class_label {k} is negative"))?),
     };
     let params = SamplingParams {
         sampler,
@@ -100,7 +134,11 @@ pub fn decode_generate_request(
         grid,
         deadline: body.deadline_ms.map(Duration::from_millis),
     };
-    Ok((request, format))
+    Ok(Decoded {
+        request,
+        format,
+        stream: body.stream.unwrap_or(false),
+    })
 }
 
 /// What `/v1/generate` answers with.
@@ -112,8 +150,46 @@ pub enum ResponseFormat {
     Safetensors,
 }
 
+/// How finished images become a response body.
+#[derive(Debug, Clone, Copy)]
+struct Encoding {
+    format: ResponseFormat,
+    /// PNG grid columns: the layout of `linear-dit sample`, so the bytes are identical for
+    /// the same seed.
+    columns: usize,
+}
+
+impl Encoding {
+    fn new(format: ResponseFormat, config: &Config, request: &GenerateRequest) -> Self {
+        let cycled = config.num_classes.filter(|_| request.class_label.is_none());
+        Encoding {
+            format,
+            columns: default_columns(request.num_images, cycled),
+        }
+    }
+
+    /// The body's content type and bytes.
+    fn encode(&self, generated: &Generated) -> Result<(&'static str, Vec<u8>), ApiError> {
+        let internal = |e: crate::Error| ApiError::from(EngineError::Failed(e.to_string()));
+        match self.format {
+            ResponseFormat::Png => {
+                let scale = default_scale(generated.images.shape()[2]);
+                let bytes =
+                    png_grid_bytes(&generated.images, self.columns, scale).map_err(internal)?;
+                Ok(("image/png", bytes))
+            }
+            ResponseFormat::Safetensors => {
+                let images = [("images".to_string(), generated.images.to_raw())];
+                let bytes = serialize_tensors(&images, HashMap::new()).map_err(internal)?;
+                Ok(("application/octet-stream", bytes))
+            }
+        }
+    }
+}
+
 pub async fn generate(
     State(state): State<AppState>,
+    request_id: Option<Extension<RequestId>>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -129,10 +205,33 @@ pub async fn generate(
             ApiError::new(status, message)
         })?;
     let config = state.engine.model_config();
-    let (request, format) =
-        decode_generate_request(&body, config, state.schedule, state.grid).map_err(invalid)?;
-    let (num_images, class_label) = (request.num_images, request.class_label);
+    let Decoded {
+        request,
+        format,
+        stream,
+    } = decode(&body, config, state.schedule, state.grid).map_err(invalid)?;
+    let encoding = Encoding::new(format, config, &request);
+    if stream {
+        // Refusals (invalid, too large, queue full) are plain JSON answers, before any event.
+        let generation = state.engine.generate_with_progress(request)?;
+        let id = request_id
+            .map(|Extension(RequestId(id))| id)
+            .unwrap_or_default();
+        let events = events(generation, encoding, id);
+        // Comments every 15 s keep proxies from closing a connection whose request waits in
+        // the queue, and let a departed client be noticed by the failed write.
+        return Ok(Sse::new(events)
+            .keep_alive(KeepAlive::default())
+            .into_response());
+    }
     let generated = state.engine.generate(request).await?;
+    let (content_type, bytes) = encoding.encode(&generated)?;
+    let mut response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, content_type)],
+        bytes,
+    )
+        .into_response();
     let timing = [
         (
             "x-linear-dit-queue-ms",
@@ -143,28 +242,90 @@ pub async fn generate(
             generated.elapsed.as_millis().to_string(),
         ),
     ];
-    let internal = |e: crate::Error| ApiError::from(EngineError::Failed(e.to_string()));
-    let mut response = if format == ResponseFormat::Png {
-        // The same layout as `linear-dit sample`, so the bytes are identical for the same seed.
-        let cycled = config.num_classes.filter(|_| class_label.is_none());
-        let columns = default_columns(num_images, cycled);
-        let scale = default_scale(generated.images.shape()[2]);
-        let bytes = png_grid_bytes(&generated.images, columns, scale).map_err(internal)?;
-        (StatusCode::OK, [(header::CONTENT_TYPE, "image/png")], bytes).into_response()
-    } else {
-        let images = [("images".to_string(), generated.images.to_raw())];
-        let bytes = serialize_tensors(&images, HashMap::new()).map_err(internal)?;
-        (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/octet-stream")],
-            bytes,
-        )
-            .into_response()
-    };
     for (name, value) in timing {
         if let Ok(value) = HeaderValue::from_str(&value) {
             response.headers_mut().insert(name, value);
         }
     }
     Ok(response)
+}
+
+/// The server-sent events of a streaming request. The stream owns the [`Generation`]: when
+/// the client goes away, hyper drops the stream, and with it the request, whose slot the
+/// worker frees at the next step.
+fn events(
+    generation: Generation,
+    encoding: Encoding,
+    request_id: String,
+) -> impl Stream<Item = Result<Event, Infallible>> {
+    futures_util::stream::unfold(Some(generation), move |generation| {
+        let request_id = request_id.clone();
+        async move {
+            let mut generation = generation?;
+            match generation.next().await? {
+                GenerationEvent::Step(progress) => {
+                    Some((Ok(step_event(progress)), Some(generation)))
+                }
+                GenerationEvent::Done(answer) => {
+                    Some((Ok(final_event(answer, encoding, &request_id).await), None))
+                }
+            }
+        }
+    })
+}
+
+/// `event: step`, `{"step": k, "total": n, "elapsed_ms": …}`.
+fn step_event(progress: Progress) -> Event {
+    let data = json!({
+        "step": progress.step,
+        "total": progress.total,
+        "elapsed_ms": progress.elapsed.as_millis() as u64,
+    });
+    Event::default().event("step").data(data.to_string())
+}
+
+/// `event: result` with the body base64-encoded, or `event: error` with the JSON body the
+/// plain answer would have had.
+async fn final_event(
+    answer: Result<Generated, EngineError>,
+    encoding: Encoding,
+    request_id: &str,
+) -> Event {
+    let encoded = answer
+        .map_err(ApiError::from)
+        .and_then(|generated| Ok((encoding.encode(&generated)?, generated)));
+    match encoded {
+        Ok(((content_type, bytes), generated)) => {
+            let data = json!({
+                "format": match encoding.format {
+                    ResponseFormat::Png => "png",
+                    ResponseFormat::Safetensors => "safetensors",
+                },
+                "content_type": content_type,
+                "images": BASE64.encode(bytes),
+                "steps": generated.steps,
+                "queue_ms": generated.queued.as_millis() as u64,
+                "elapsed_ms": generated.elapsed.as_millis() as u64,
+            });
+            Event::default().event("result").data(data.to_string())
+        }
+        Err(error) => Event::default()
+            .event("error")
+            .data(error_body(error, request_id).await.to_string()),
+    }
+}
+
+/// The JSON body [`ApiError`] answers with, and the request id as the request tracking
+/// adds it to every error response.
+async fn error_body(error: ApiError, request_id: &str) -> Value {
+    let body = error.into_response().into_body();
+    let mut value = axum::body::to_bytes(body, MAX_ERROR_BODY)
+        .await
+        .ok()
+        .and_then(|bytes| serde_json::from_slice::<Value>(&bytes).ok())
+        .unwrap_or_else(|| json!({"error": {"code": "internal", "message": "unknown error"}}));
+    if let Value::Object(object) = &mut value {
+        object.insert("request_id".into(), Value::String(request_id.to_string()));
+    }
+    value
 }
