@@ -9,6 +9,8 @@
 //! - Without nvcc the build still succeeds: the runtime compiles the embedded sources with
 //!   NVRTC for the device it finds.
 //! - Cargo reruns this script only when a kernel or one of these variables changes.
+//! - It also compiles `proto/` (the Open Inference Protocol's gRPC service) to Rust with
+//!   protox, a protobuf compiler written in Rust, so no `protoc` binary is needed.
 
 use std::env;
 use std::fs;
@@ -42,6 +44,7 @@ fn main() {
     let manifest =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    compile_proto(&manifest, &out);
     let kernels = manifest.join("kernels");
     let sources = kernel_sources(&kernels);
 
@@ -193,6 +196,23 @@ fn find_nvcc(manifest: &Path) -> Option<PathBuf> {
             .output()
             .is_ok_and(|o| o.status.success())
     })
+}
+
+/// Generates the gRPC messages, server and (transport-free) client of
+/// `proto/grpc_predict_v2.proto` into `$OUT_DIR/inference.rs`.
+fn compile_proto(manifest: &Path, out: &Path) {
+    println!("cargo:rerun-if-changed=proto");
+    let dir = manifest.join("proto");
+    let files = protox::compile([dir.join("grpc_predict_v2.proto")], [&dir])
+        .unwrap_or_else(|e| panic!("compiling proto/grpc_predict_v2.proto: {e}"));
+    tonic_prost_build::configure()
+        .build_server(true)
+        .build_client(true)
+        // The client is generic over its connection: the library links no client transport.
+        .build_transport(false)
+        .out_dir(out)
+        .compile_fds(files)
+        .unwrap_or_else(|e| panic!("generating Rust for proto/grpc_predict_v2.proto: {e}"));
 }
 
 fn record_commit() {
