@@ -1,17 +1,19 @@
-//! `linear-dit serve`: the HTTP server with step-level continuous batching.
+//! `linear-dit serve`: the HTTP server (and, with `--grpc-port`, the gRPC one) with
+//! step-level continuous batching.
 
 use super::device_flags::DeviceFlags;
 use anyhow::{Context, Result};
 use clap::Args;
 use linear_dit::engine::{Engine, EngineConfig};
 use linear_dit::sampling::metadata::{image_grid, schedule_of};
-use linear_dit::server::{AppState, HttpLimits, serve};
+use linear_dit::server::{AppState, HttpLimits, serve_with_grpc};
 use linear_dit::{ConfigOverrides, Grid, Model, Weights};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Serve a trained model over HTTP (POST /v1/generate, Open Inference Protocol v2, metrics).
+/// Serve a trained model over HTTP (POST /v1/generate, Open Inference Protocol v2, metrics)
+/// and, with --grpc-port, the Open Inference Protocol over gRPC.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Trained weights (e.g. assets/digits.safetensors).
@@ -23,6 +25,10 @@ pub struct ServeArgs {
     /// Port to listen on (0: any free port; the log says which).
     #[arg(long, default_value_t = 8080)]
     port: u16,
+    /// Also serve the Open Inference Protocol over gRPC on this port, on the same host, e.g.
+    /// 8081 (0: any free port; the log says which) [default: no gRPC].
+    #[arg(long)]
+    grpc_port: Option<u16>,
     /// Most rows per forward (each guided image counts twice).
     #[arg(long, default_value_t = 64)]
     max_batch: usize,
@@ -102,7 +108,18 @@ pub fn run(args: ServeArgs) -> Result<()> {
         let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
             .await
             .with_context(|| format!("binding {}:{}", args.host, args.port))?;
+        let grpc = match args.grpc_port {
+            Some(port) => Some(
+                tokio::net::TcpListener::bind((args.host.as_str(), port))
+                    .await
+                    .with_context(|| format!("binding {}:{port} for gRPC", args.host))?,
+            ),
+            None => None,
+        };
         let engine = Engine::start(model, config)?;
+        if let Some(grpc) = &grpc {
+            tracing::info!(address = %grpc.local_addr()?, "listening for gRPC");
+        }
         tracing::info!(
             address = %format!("http://{}", listener.local_addr()?),
             backend = engine.backend(),
@@ -115,9 +132,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
             schedule,
             limits,
         };
-        serve(listener, state, shutdown_signal())
+        serve_with_grpc(listener, grpc, state, shutdown_signal())
             .await
-            .context("serving HTTP")
+            .context("serving")
     })
 }
 

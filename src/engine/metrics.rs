@@ -122,6 +122,8 @@ pub struct Metrics {
     active: AtomicU64,
     /// HTTP responses by (route, status).
     http_responses: Mutex<BTreeMap<(&'static str, u16), u64>>,
+    /// gRPC calls by (method, status code name).
+    grpc_calls: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
 }
 
 impl Default for Metrics {
@@ -141,6 +143,7 @@ impl Default for Metrics {
             queue_depth: AtomicU64::new(0),
             active: AtomicU64::new(0),
             http_responses: Mutex::new(BTreeMap::new()),
+            grpc_calls: Mutex::new(BTreeMap::new()),
         }
     }
 }
@@ -200,6 +203,23 @@ impl Metrics {
         counts
             .iter()
             .filter(|((r, s), _)| *r == route && *s == status)
+            .map(|(_, n)| n)
+            .sum()
+    }
+
+    /// Counts one answered gRPC call of `method` (from a bounded set) with status `code`
+    /// (the code's name, e.g. `INVALID_ARGUMENT`).
+    pub fn record_grpc(&self, method: &'static str, code: &'static str) {
+        let mut counts = self.grpc_calls.lock().unwrap_or_else(|e| e.into_inner());
+        *counts.entry((method, code)).or_default() += 1;
+    }
+
+    /// gRPC calls of `method` answered with `code` so far.
+    pub fn grpc_count(&self, method: &str, code: &str) -> u64 {
+        let counts = self.grpc_calls.lock().unwrap_or_else(|e| e.into_inner());
+        counts
+            .iter()
+            .filter(|((m, c), _)| *m == method && *c == code)
             .map(|(_, n)| n)
             .sum()
     }
@@ -266,6 +286,21 @@ impl Metrics {
             let _ = writeln!(
                 out,
                 "linear_dit_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {count}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP linear_dit_grpc_calls_total gRPC calls by method and status code.\n# TYPE linear_dit_grpc_calls_total counter"
+        );
+        let grpc = self
+            .grpc_calls
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        for ((method, code), count) in grpc {
+            let _ = writeln!(
+                out,
+                "linear_dit_grpc_calls_total{{method=\"{method}\",code=\"{code}\"}} {count}"
             );
         }
         self.batch_rows.render(

@@ -3,19 +3,23 @@
 //! - `POST /v1/generate` — images as PNG or safetensors ([`generate`]);
 //! - `GET /healthz` (the process is up), `GET /readyz` (accepting requests), `GET /metrics`
 //!   (Prometheus text);
-//! - the Open Inference Protocol v2 REST endpoints ([`oip`]) for a raw forward, so the server
+//! - the Open Inference Protocol v2 REST endpoints ([`oip`]; JSON or binary tensor data) for
+//!   a raw forward, and the same protocol over gRPC on its own port ([`grpc`]), so the server
 //!   drops into KServe/Triton-style infrastructure.
 
 mod body;
 mod error;
 mod generate;
+pub mod grpc;
 mod listener;
 mod oip;
+pub mod oip_tensors;
 mod tracking;
 
 pub use error::ApiError;
 pub use generate::{ResponseFormat, decode_generate_request};
-pub use oip::{InferInputs, decode_infer_request};
+pub use oip::{DecodedInfer, decode_infer_body, decode_infer_request};
+pub use oip_tensors::InferInputs;
 pub use tracking::{REQUEST_ID, RequestId};
 
 use crate::engine::{EngineHandle, WorkerState};
@@ -113,14 +117,26 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves `state` on `listener` until `shutdown` resolves or the engine's worker fails.
-/// Then it stops accepting connections, lets the engine finish every accepted request and
-/// closes the connections, within `state.limits.drain_timeout`.
+/// Serves `state` over HTTP on `listener` until `shutdown` resolves or the engine's worker
+/// fails; [`serve_with_grpc`] without gRPC.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    serve_with_grpc(listener, None, state, shutdown).await
+}
+
+/// Serves `state` over HTTP on `listener` and, when given, the Open Inference Protocol over
+/// gRPC on `grpc` ([`grpc`]), until `shutdown` resolves or the engine's worker fails. Then
+/// both stop accepting connections, the engine finishes every accepted request and the
+/// connections close, all within `state.limits.drain_timeout`.
 ///
 /// Returns an error when the engine's worker failed (the process should exit non-zero so
 /// that it is restarted) or when the drain did not finish in time.
-pub async fn serve(
+pub async fn serve_with_grpc(
     listener: TcpListener,
+    grpc: Option<TcpListener>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
@@ -130,6 +146,7 @@ pub async fn serve(
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
     let engine = state.engine.clone();
     let limits = state.limits.clone();
+    let grpc_service = grpc::GrpcService::new(state.clone());
     let app = router(state);
     let failed = {
         let engine = engine.clone();
@@ -143,24 +160,41 @@ pub async fn serve(
             }
         }
     };
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<Option<String>>();
+    // Both accept loops stop when this turns true; the task returns why (None: shutdown).
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let watch = tokio::spawn(async move {
         let why = tokio::select! {
             () = shutdown => None,
             reason = failed => Some(reason),
         };
-        let _ = stop_tx.send(why);
+        let _ = stop_tx.send(true);
+        why
     });
-    let mut why = None;
-    let stop = async {
-        why = stop_rx.await.ok().flatten();
+    let stopped = || {
+        let mut rx = stop_rx.clone();
+        async move {
+            // An error means the sender is gone, which happens only after it sent `true`.
+            let _ = rx.wait_for(|stop| *stop).await;
+        }
     };
-    let connections = listener::accept_until(listener, app, &limits, stop).await;
-    watch.abort();
+    let http_accept = listener::accept_until(listener, app, &limits, stopped());
+    let grpc_accept = async {
+        match grpc {
+            Some(grpc) => Some(grpc::accept_until(grpc, grpc_service, &limits, stopped()).await),
+            None => None,
+        }
+    };
+    let (connections, grpc_connections) = tokio::join!(http_accept, grpc_accept);
+    let why = watch.await.ok().flatten();
     tracing::info!("shutting down: no new connections; finishing accepted requests");
     let drain = async {
         engine.shutdown().await;
-        connections.shutdown().await;
+        let grpc_drain = async {
+            if let Some(connections) = grpc_connections {
+                connections.shutdown().await;
+            }
+        };
+        tokio::join!(connections.shutdown(), grpc_drain);
     };
     let drained = tokio::time::timeout(limits.drain_timeout, drain).await;
     if let Some(reason) = why {
