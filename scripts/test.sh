@@ -13,4 +13,5 @@ if [[ -d .cuda/lib ]]; then
 fi
 scripts/kernel-check.sh
 cargo test --all-targets "$@"
+scripts/oip-clients-test.sh
 cargo test --doc
