@@ -629,3 +629,311 @@ fn cli_sizes_from_flags_are_checked() {
         20,
     );
 }
+
+// ---- The binary tensor data extension and gRPC: the same guarantees on every wire. ----
+
+use linear_dit::server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use linear_dit::server::grpc::proto::model_infer_request::InferInputTensor;
+use linear_dit::server::grpc::proto::{InferTensorContents, ModelInferRequest};
+use linear_dit::server::serve_with_grpc;
+
+/// One HTTP/1.1 infer with a raw (binary) body and extra header lines.
+async fn post_bytes(addr: SocketAddr, headers: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {INFER} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    stream.write_all(body).await.unwrap();
+    read_response(stream).await
+}
+
+/// A binary-extension request: its extra header line and its body.
+type BinaryBody = (String, Vec<u8>);
+
+/// A binary-extension body for one sample: `x` binary with `x_size` declared and `x_bytes`
+/// sent, `t` and `y` as JSON; returns the header line and the body.
+fn binary_infer(x_shape: Value, x_size: Value, x_bytes: usize) -> BinaryBody {
+    let header = json!({"inputs": [
+        {"name": "x", "shape": x_shape, "datatype": "FP32", "parameters": {"binary_data_size": x_size}},
+        {"name": "t", "shape": [1], "datatype": "FP32", "data": [10.0]},
+        {"name": "y", "shape": [1], "datatype": "INT64", "data": [3]},
+    ]});
+    let mut body = header.to_string().into_bytes();
+    let length = body.len();
+    body.extend(std::iter::repeat_n(0u8, x_bytes));
+    (
+        format!("Inference-Header-Content-Length: {length}\r\n"),
+        body,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_binary_bodies_are_400_naming_the_input_and_the_server_keeps_serving() {
+    let server = start(small_engine(), HttpLimits::default()).await;
+    let addr = server.addr;
+    let good = 16 * 4 * 4;
+    // The well-formed body is served (all zeros is a valid x).
+    let (headers, body) = binary_infer(json!([1, 16, 4]), json!(good), good);
+    let answer = post_bytes(addr, &headers, &body).await;
+    assert_eq!(answer.0, 200, "{}", String::from_utf8_lossy(&answer.2));
+
+    let cases: Vec<(BinaryBody, &[&str])> = vec![
+        // binary_data_size ≠ shape × 4.
+        (
+            binary_infer(json!([1, 16, 4]), json!(good - 1), good - 1),
+            &["`x`", "needs 256 bytes"],
+        ),
+        // Negative, fractional, huge and non-numeric sizes.
+        (
+            binary_infer(json!([1, 16, 4]), json!(-4), 0),
+            &["`x`", "byte count"],
+        ),
+        (
+            binary_infer(json!([1, 16, 4]), json!(4.5), 0),
+            &["`x`", "byte count"],
+        ),
+        (
+            binary_infer(json!([1, 16, 4]), json!(u64::MAX), good),
+            &["`x`", "needs 256 bytes"],
+        ),
+        (
+            binary_infer(json!([1, 16, 4]), json!("256"), good),
+            &["`x`", "byte count"],
+        ),
+        // A shape whose element count wraps 64 bits, one whose byte count does, a negative one.
+        (
+            binary_infer(json!([1, 4611686018427387905u64, 4]), json!(16), 16),
+            &["x", "2^64"],
+        ),
+        (
+            binary_infer(json!([1, 1u64 << 31, 1u64 << 31]), json!(0), 0),
+            &["`x`", "2^64"],
+        ),
+        (
+            binary_infer(json!([1, -16, 4]), json!(good), good),
+            &["`x`", "negative"],
+        ),
+        // The declared size runs past the body; bytes left over after the last input.
+        (
+            binary_infer(json!([1, 16, 4]), json!(good), good - 8),
+            &["`x`", "past the end"],
+        ),
+        (
+            binary_infer(json!([1, 16, 4]), json!(good), good + 3),
+            &["3 bytes", "no input"],
+        ),
+    ];
+    for ((headers, body), words) in &cases {
+        assert_oip_error(&post_bytes(addr, headers, body).await, 400, words);
+    }
+    // The header length past the body, and header lengths that are not byte counts.
+    let (_, body) = binary_infer(json!([1, 16, 4]), json!(good), good);
+    let past = format!("Inference-Header-Content-Length: {}\r\n", body.len() + 1);
+    assert_oip_error(&post_bytes(addr, &past, &body).await, 400, &["only"]);
+    for bad in ["-1", "abc", "99999999999999999999999"] {
+        let header = format!("Inference-Header-Content-Length: {bad}\r\n");
+        assert_oip_error(
+            &post_bytes(addr, &header, &body).await,
+            400,
+            &["byte count"],
+        );
+    }
+    // Binary inputs without the header: the body is all JSON, so it is malformed.
+    assert_oip_error(&post_bytes(addr, "", &body).await, 400, &["malformed"]);
+    // Both or neither of data and binary_data_size; outputs and extensions it lacks.
+    let mut both = infer_body(1, 10.0);
+    both["inputs"][1]["parameters"] = json!({"binary_data_size": 4});
+    let mut neither = infer_body(1, 10.0);
+    neither["inputs"][1].as_object_mut().unwrap().remove("data");
+    let mut output = infer_body(1, 10.0);
+    output["outputs"] = json!([{"name": "logits"}]);
+    let mut shm = infer_body(1, 10.0);
+    shm["inputs"][0]["parameters"] = json!({"shared_memory_region": "r"});
+    let mut flag = infer_body(1, 10.0);
+    flag["parameters"] = json!({"binary_data_output": "yes"});
+    for (body, words) in [
+        (both, &["`t`", "both"][..]),
+        (neither, &["`t`", "neither"]),
+        (output, &["unknown output `logits`"]),
+        (shm, &["`x`", "shared_memory_region"]),
+        (flag, &["binary_data_output"]),
+    ] {
+        let answer = post_bytes(addr, "", body.to_string().as_bytes()).await;
+        assert_oip_error(&answer, 400, words);
+    }
+    assert_still_serving(&server).await;
+    let errors = cases.len() as u64 + 1 + 3 + 1 + 5;
+    assert_eq!(
+        server
+            .engine
+            .metrics()
+            .http_count("/v2/models/{model}/infer", 400),
+        errors
+    );
+    server.engine.shutdown().await;
+}
+
+/// The hostile server with the gRPC endpoint too: (server, gRPC address).
+async fn start_grpc(engine: EngineConfig, limits: HttpLimits) -> (Server, SocketAddr) {
+    let weights = tiny_class_conditional(4);
+    let backend = PanickingBackend(CpuBackend::new(&weights).unwrap());
+    let model = Arc::new(Model::from_backend(
+        weights.config().clone(),
+        Box::new(backend),
+    ));
+    let engine = Engine::start(model, engine).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, grpc_addr) = (listener.local_addr().unwrap(), grpc.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let state = AppState {
+        engine: engine.clone(),
+        grid: Grid::new(4, 4),
+        schedule: ScheduleKind::Linear,
+        limits,
+    };
+    let task = tokio::spawn(serve_with_grpc(listener, Some(grpc), state, async move {
+        let _ = stopped.await;
+    }));
+    let server = Server {
+        addr,
+        engine,
+        stop: Some(stop),
+        task,
+    };
+    (server, grpc_addr)
+}
+
+fn grpc_tensor(name: &str, datatype: &str, shape: &[i64]) -> InferInputTensor {
+    InferInputTensor {
+        name: name.into(),
+        datatype: datatype.into(),
+        shape: shape.to_vec(),
+        parameters: Default::default(),
+        contents: None,
+    }
+}
+
+/// A valid raw-contents ModelInfer of one sample whose `x` has `x_shape` and `x_bytes` bytes.
+fn grpc_infer(x_shape: &[i64], x_bytes: usize) -> ModelInferRequest {
+    ModelInferRequest {
+        model_name: "linear-dit".into(),
+        inputs: vec![
+            grpc_tensor("x", "FP32", x_shape),
+            grpc_tensor("t", "FP32", &[1]),
+            grpc_tensor("y", "INT64", &[1]),
+        ],
+        raw_input_contents: vec![
+            vec![0; x_bytes],
+            10f32.to_le_bytes().to_vec(),
+            3i64.to_le_bytes().to_vec(),
+        ],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_grpc_requests_are_clean_errors_and_the_server_keeps_serving() {
+    let (server, grpc) = start_grpc(small_engine(), tight_http()).await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{grpc}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = GrpcInferenceServiceClient::new(channel);
+    let good = 16 * 4 * 4;
+    client
+        .model_infer(grpc_infer(&[1, 16, 4], good))
+        .await
+        .unwrap();
+
+    let mut count_mismatch = grpc_infer(&[1, 16, 4], good);
+    count_mismatch.raw_input_contents.pop();
+    let mut typed_and_raw = grpc_infer(&[1, 16, 4], good);
+    typed_and_raw.inputs[1].contents = Some(InferTensorContents {
+        fp32_contents: vec![10.0],
+        ..Default::default()
+    });
+    let mut wrong_field = grpc_infer(&[1, 16, 4], good);
+    wrong_field.raw_input_contents.clear();
+    for (i, input) in wrong_field.inputs.iter_mut().enumerate() {
+        input.contents = Some(InferTensorContents {
+            fp64_contents: vec![0.0; if i == 0 { 64 } else { 1 }],
+            ..Default::default()
+        });
+    }
+    let mut half = grpc_infer(&[1, 16, 4], good / 2);
+    half.inputs[0].datatype = "FP16".into();
+    let mut rows = grpc_infer(&[9, 16, 4], 9 * good);
+    rows.inputs[1].shape = vec![9];
+    rows.raw_input_contents[1] = [10f32; 9].iter().flat_map(|v| v.to_le_bytes()).collect();
+    rows.inputs[2].shape = vec![9];
+    rows.raw_input_contents[2] = [3i64; 9].iter().flat_map(|v| v.to_le_bytes()).collect();
+    let cases = [
+        // The element count wraps 64 bits; the byte count does; a negative size.
+        (grpc_infer(&[1, 4611686018427387905, 4], 16), &["2^64"][..]),
+        (grpc_infer(&[1, 1 << 31, 1 << 31], 16), &["`x`", "2^64"]),
+        (grpc_infer(&[1, -16, 4], good), &["`x`", "negative"]),
+        // Raw contents of the wrong size, or not one per input.
+        (
+            grpc_infer(&[1, 16, 4], good - 4),
+            &["`x`", "needs 256 bytes, got 252"],
+        ),
+        (count_mismatch, &["2 entries for 3 inputs"]),
+        (typed_and_raw, &["`t`", "raw_input_contents"]),
+        (wrong_field, &["`x`", "fp32_contents"]),
+        (half, &["`x`", "FP32", "FP16"]),
+        // More rows than --max-batch: refused before it is queued.
+        (rows, &["at most 8 rows"]),
+    ];
+    let n = cases.len() as u64;
+    for (request, words) in cases {
+        let error = client.model_infer(request).await.unwrap_err();
+        assert_eq!(error.code(), tonic::Code::InvalidArgument, "{error:?}");
+        for w in words {
+            assert!(
+                error.message().contains(w),
+                "`{}` should mention `{w}`",
+                error.message()
+            );
+        }
+        assert!(error.metadata().get("x-request-id").is_some());
+    }
+    // A message over the body limit (64 KiB here).
+    let big = client
+        .model_infer(grpc_infer(&[1, 16 * 1024 + 16, 4], good * 1025))
+        .await
+        .unwrap_err();
+    assert_eq!(big.code(), tonic::Code::ResourceExhausted, "{big:?}");
+    // Not gRPC at all on the gRPC port: the connection is closed, nothing else happens.
+    let mut junk = TcpStream::connect(grpc).await.unwrap();
+    junk.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut sink = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), junk.read_to_end(&mut sink)).await;
+    assert!(
+        read.is_ok(),
+        "the server must close a connection that is not HTTP/2"
+    );
+
+    // Still serving, on both ports.
+    client
+        .model_infer(grpc_infer(&[1, 16, 4], good))
+        .await
+        .unwrap();
+    assert_still_serving(&server).await;
+    let metrics = server.engine.metrics();
+    assert_eq!(metrics.grpc_count("ModelInfer", "INVALID_ARGUMENT"), n);
+    assert_eq!(metrics.grpc_count("ModelInfer", "RESOURCE_EXHAUSTED"), 1);
+    assert_eq!(metrics.grpc_count("ModelInfer", "OK"), 2);
+    assert_eq!(metrics.queue_depth(), 0);
+    drop(client);
+    let Server { stop, task, .. } = server;
+    if let Some(stop) = stop {
+        let _ = stop.send(());
+    }
+    task.await.unwrap().unwrap();
+}

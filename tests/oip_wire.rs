@@ -439,34 +439,48 @@ async fn grpc_errors_map_to_status_codes() {
     other.model_name = "other".into();
     let error = client.model_infer(other).await.unwrap_err();
     assert_eq!(error.code(), Code::NotFound, "{error:?}");
-    // A deadline the forward cannot meet.
-    let mut late = tonic::Request::new(raw_request(1));
-    late.set_timeout(Duration::from_micros(1));
-    let error = client.model_infer(late).await.unwrap_err();
-    assert!(
-        matches!(error.code(), Code::DeadlineExceeded | Code::Cancelled),
-        "{error:?}"
-    );
 
-    // Queue full: one guided image fills max_batch, a second waits in the queue of 1.
+    // Queue full: generate requests (one guided image fills max_batch, one more waits in
+    // the queue of 1) keep the engine busy while forwards arrive.
     let http = server.http;
-    let occupy = |steps: u32| async move {
-        let mut stream = TcpStream::connect(http).await.unwrap();
-        let body = format!(r#"{{"class_label": 1, "num_steps": {steps}}}"#);
-        let request = format!(
-            "POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        stream
-    };
-    let running = occupy(1000).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let queued = occupy(1000).await;
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    let error = client.model_infer(raw_request(1)).await.unwrap_err();
-    assert_eq!(error.code(), Code::ResourceExhausted, "{error:?}");
-    drop((running, queued));
+    let generates: Vec<_> = (0..6)
+        .map(|i| {
+            tokio::spawn(async move {
+                let mut stream = TcpStream::connect(http).await.unwrap();
+                let body = format!(r#"{{"class_label": 1, "num_steps": 1000, "seed": {i}}}"#);
+                let request = format!(
+                    "POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                stream.write_all(request.as_bytes()).await.unwrap();
+                let mut sink = Vec::new();
+                let _ = stream.read_to_end(&mut sink).await;
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let mut codes = Vec::new();
+    for _ in 0..8 {
+        let mut late = tonic::Request::new(raw_request(1));
+        // A deadline the forward cannot always meet behind the generates. The client enforces
+        // it too, so either side may end the call first.
+        late.set_timeout(Duration::from_millis(30));
+        codes.push(match client.model_infer(late).await {
+            Ok(_) => Code::Ok,
+            Err(status) => status.code(),
+        });
+    }
+    for generate in generates {
+        generate.await.unwrap();
+    }
+    assert!(codes.contains(&Code::ResourceExhausted), "{codes:?}");
+    assert!(
+        codes.iter().all(|c| matches!(
+            c,
+            Code::Ok | Code::ResourceExhausted | Code::DeadlineExceeded | Code::Cancelled
+        )),
+        "{codes:?}"
+    );
 
     // Shutting down: not ready, and a forward is UNAVAILABLE.
     server.engine.shutdown().await;
@@ -480,7 +494,14 @@ async fn grpc_errors_map_to_status_codes() {
     assert_eq!(error.code(), Code::Unavailable, "{error:?}");
     let metrics = server.engine.metrics();
     assert_eq!(metrics.grpc_count("ModelInfer", "INVALID_ARGUMENT"), 1);
-    assert_eq!(metrics.grpc_count("ModelInfer", "RESOURCE_EXHAUSTED"), 1);
+    let exhausted = codes
+        .iter()
+        .filter(|c| **c == Code::ResourceExhausted)
+        .count();
+    assert_eq!(
+        metrics.grpc_count("ModelInfer", "RESOURCE_EXHAUSTED"),
+        exhausted as u64
+    );
     assert_eq!(metrics.grpc_count("ModelInfer", "UNAVAILABLE"), 1);
     drop(client);
     server.shutdown().await;

@@ -169,3 +169,28 @@ impl GrpcInferenceService for Inference {
         Ok(Response::new(model_infer_response(inputs.id, &eps)))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeouts_parse_and_malformed_ones_are_refused() {
+        let parse = |text: &str| {
+            let mut metadata = MetadataMap::new();
+            metadata.insert("grpc-timeout", text.parse().unwrap());
+            client_timeout(&metadata)
+        };
+        assert_eq!(parse("50m").unwrap(), Some(Duration::from_millis(50)));
+        assert_eq!(
+            parse("99999999H").unwrap(),
+            Some(Duration::from_secs(99_999_999 * 3600))
+        );
+        assert_eq!(parse("7u").unwrap(), Some(Duration::from_micros(7)));
+        for bad in ["m", "123456789S", "10x", "-1S", "1.5S"] {
+            let error = parse(bad).unwrap_err();
+            assert_eq!(error.code(), tonic::Code::InvalidArgument, "{bad}");
+        }
+        assert_eq!(client_timeout(&MetadataMap::new()).unwrap(), None);
+    }
+}
