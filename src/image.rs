@@ -59,7 +59,10 @@ pub fn png_grid_bytes(images: &Tensor, columns: usize, scale: usize) -> Result<V
             ),
         });
     };
-    crate::limits::check_alloc("the PNG grid", crate::limits::bytes_of(&[width, height, channels], 1))?;
+    crate::limits::check_alloc(
+        "the PNG grid",
+        crate::limits::bytes_of(&[width, height, channels], 1),
+    )?;
     let (cell_w, cell_h) = (w * scale + gutter, h * scale + gutter);
     let mut pixels = vec![32u8; width * height * channels];
     let data = images.data();

@@ -136,7 +136,9 @@ pub fn check_alloc(what: &str, bytes: u128) -> Result<()> {
 /// to two u64 factors; saturates beyond, which any budget refuses).
 pub fn bytes_of(dims: &[usize], bytes_per_element: usize) -> u128 {
     dims.iter()
-        .try_fold(bytes_per_element as u128, |acc, &d| acc.checked_mul(d as u128))
+        .try_fold(bytes_per_element as u128, |acc, &d| {
+            acc.checked_mul(d as u128)
+        })
         .unwrap_or(u128::MAX)
 }
 

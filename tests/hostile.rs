@@ -15,9 +15,7 @@ use linear_dit::engine::{Engine, EngineConfig, EngineHandle, WorkerState};
 use linear_dit::model::ForwardShape;
 use linear_dit::sampling::ScheduleKind;
 use linear_dit::server::{AppState, HttpLimits, serve};
-use linear_dit::{
-    Config, Device, Flavor, Grid, InitKind, Input, Model, Tensor, Weights,
-};
+use linear_dit::{Config, Device, Flavor, Grid, InitKind, Input, Model, Tensor, Weights};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::process::{Command, Output};
@@ -140,7 +138,9 @@ const INFER: &str = "/v2/models/linear-dit/infer";
 
 /// A valid OIP body for the tiny model: B samples of 4×4 tokens.
 fn infer_body(batch: usize, t: f32) -> Value {
-    let x: Vec<f32> = (0..batch * 16 * 4).map(|i| (i as f32 * 0.37).sin()).collect();
+    let x: Vec<f32> = (0..batch * 16 * 4)
+        .map(|i| (i as f32 * 0.37).sin())
+        .collect();
     json!({"inputs": [
         {"name": "x", "shape": [batch, 16, 4], "datatype": "FP32", "data": x},
         {"name": "t", "shape": [batch], "datatype": "FP32", "data": vec![t; batch]},
@@ -212,13 +212,19 @@ async fn wrapped_and_oversized_shapes_are_400_and_the_server_keeps_serving() {
     grid["parameters"] = json!({"grid": "9223372036854775816x2"});
     assert_oip_error(&post(grid.to_string()).await, 400, &["grid"]);
     // More rows than --max-batch, and more tokens than --max-tokens: refused, not run.
-    assert_oip_error(&post(infer_body(9, 10.0).to_string()).await, 400, &["at most 8 rows"]);
+    assert_oip_error(
+        &post(infer_body(9, 10.0).to_string()).await,
+        400,
+        &["at most 8 rows"],
+    );
     // Ready, nothing stuck in the queue, normal requests still served.
     assert_still_serving(&server).await;
     let metrics = String::from_utf8(http(addr, "GET", "/metrics", "").await.2).unwrap();
     assert!(metrics.contains("linear_dit_queue_depth 0"), "{metrics}");
     assert!(
-        metrics.contains("linear_dit_http_responses_total{route=\"/v2/models/{model}/infer\",status=\"400\"} 6"),
+        metrics.contains(
+            "linear_dit_http_responses_total{route=\"/v2/models/{model}/infer\",status=\"400\"} 6"
+        ),
         "{metrics}"
     );
     server.engine.shutdown().await;
@@ -315,7 +321,10 @@ async fn every_error_status_has_a_json_body_and_a_request_id() {
     assert_api_error(&answer, 405, "method_not_allowed");
     let answer = http(addr, "GET", INFER, "").await;
     assert_eq!(answer.0, 405);
-    let big = format!(r#"{{"class_label": 1, "pad": "{}"}}"#, "x".repeat(70 * 1024));
+    let big = format!(
+        r#"{{"class_label": 1, "pad": "{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
     let answer = http(addr, "POST", "/v1/generate", &big).await;
     assert_api_error(&answer, 413, "payload_too_large");
     assert_oip_error(&http(addr, "POST", INFER, &big).await, 413, &["limit"]);
@@ -328,7 +337,14 @@ async fn every_error_status_has_a_json_body_and_a_request_id() {
         "{",
     )
     .await;
-    assert!(answer.1.to_ascii_lowercase().contains("x-request-id: abc-123"), "{}", answer.1);
+    assert!(
+        answer
+            .1
+            .to_ascii_lowercase()
+            .contains("x-request-id: abc-123"),
+        "{}",
+        answer.1
+    );
     let json: Value = serde_json::from_slice(&answer.2).unwrap();
     assert_eq!(json["request_id"], "abc-123");
     // A full queue answers 429 with Retry-After.
@@ -341,13 +357,20 @@ async fn every_error_status_has_a_json_body_and_a_request_id() {
         let answer = task.await.unwrap();
         if answer.0 == 429 {
             saw_429 = true;
-            assert!(answer.1.to_ascii_lowercase().contains("retry-after: 1"), "{}", answer.1);
+            assert!(
+                answer.1.to_ascii_lowercase().contains("retry-after: 1"),
+                "{}",
+                answer.1
+            );
             assert_api_error(&answer, 429, "queue_full");
         } else {
             assert_eq!(answer.0, 200);
         }
     }
-    assert!(saw_429, "8 slow requests into a queue of 1 must overflow it");
+    assert!(
+        saw_429,
+        "8 slow requests into a queue of 1 must overflow it"
+    );
     assert_still_serving(&server).await;
     server.engine.shutdown().await;
 }
@@ -360,14 +383,22 @@ async fn slow_and_numerous_connections_cannot_exhaust_the_server() {
     let mut idle = Vec::new();
     for _ in 0..40 {
         let mut stream = TcpStream::connect(addr).await.unwrap();
-        stream.write_all(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+        stream
+            .write_all(b"POST /v1/generate HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
         idle.push(stream);
     }
     // The header timeout (500 ms) frees their slots; a normal client gets through.
     let begin = Instant::now();
     let answer = tokio::time::timeout(
         Duration::from_secs(20),
-        http(addr, "POST", "/v1/generate", r#"{"class_label": 2, "num_steps": 2}"#),
+        http(
+            addr,
+            "POST",
+            "/v1/generate",
+            r#"{"class_label": 2, "num_steps": 2}"#,
+        ),
     )
     .await
     .expect("a normal request gets through behind the slow ones");
@@ -401,7 +432,10 @@ async fn a_panicking_forward_fails_only_its_requests() {
     assert_eq!(answer.0, 500);
     assert_still_serving(&server).await;
     let metrics = String::from_utf8(http(addr, "GET", "/metrics", "").await.2).unwrap();
-    assert!(metrics.contains("linear_dit_requests_total{outcome=\"failed\"} 2"), "{metrics}");
+    assert!(
+        metrics.contains("linear_dit_requests_total{outcome=\"failed\"} 2"),
+        "{metrics}"
+    );
     server.engine.shutdown().await;
 }
 
@@ -434,7 +468,10 @@ async fn a_worker_that_cannot_go_on_turns_unready_and_the_server_exits_with_an_e
 async fn a_failed_worker_answers_queued_requests_and_never_says_shutting_down() {
     let weights = tiny_class_conditional(4);
     let backend = PanickingBackend(CpuBackend::new(&weights).unwrap());
-    let model = Arc::new(Model::from_backend(weights.config().clone(), Box::new(backend)));
+    let model = Arc::new(Model::from_backend(
+        weights.config().clone(),
+        Box::new(backend),
+    ));
     let engine = Engine::start(
         model,
         EngineConfig {
@@ -447,23 +484,24 @@ async fn a_failed_worker_answers_queued_requests_and_never_says_shutting_down() 
     let calls: Vec<_> = (0..6)
         .map(|_| {
             let (engine, x) = (engine.clone(), x.clone());
-            tokio::spawn(async move {
-                engine
-                    .forward(x, vec![PANIC_T], Some(vec![1]), None)
-                    .await
-            })
+            tokio::spawn(async move { engine.forward(x, vec![PANIC_T], Some(vec![1]), None).await })
         })
         .collect();
     for call in calls {
         let error = call.await.unwrap().expect_err("every call fails");
         let text = error.to_string();
         assert!(!text.contains("shutting down"), "{text}");
-        assert!(text.contains("panicked") || text.contains("worker"), "{text}");
+        assert!(
+            text.contains("panicked") || text.contains("worker"),
+            "{text}"
+        );
     }
     let state = engine.stopped().await;
     assert!(matches!(state, WorkerState::Failed(_)), "{state:?}");
     let after = engine.forward(x, vec![10.0], Some(vec![1]), None).await;
-    let text = after.expect_err("a failed engine serves nothing").to_string();
+    let text = after
+        .expect_err("a failed engine serves nothing")
+        .to_string();
     assert!(text.contains("worker has failed"), "{text}");
 }
 
@@ -474,7 +512,13 @@ fn engine_limits_that_can_never_be_met_are_refused_at_start() {
         max_queue: 0,
         ..EngineConfig::default()
     };
-    assert!(bad_queue.validate().unwrap_err().to_string().contains("max_queue"));
+    assert!(
+        bad_queue
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("max_queue")
+    );
     let one_row = EngineConfig {
         max_batch: 1,
         ..EngineConfig::default()
@@ -499,10 +543,19 @@ fn library_inputs_are_checked_before_use() {
         vec![4611686018427387904, 4, 1],
         vec![usize::MAX, 2],
     ] {
-        assert!(Tensor::new(shape.clone(), vec![0.0; 4]).is_err(), "{shape:?}");
+        assert!(
+            Tensor::new(shape.clone(), vec![0.0; 4]).is_err(),
+            "{shape:?}"
+        );
     }
     // Grids whose product wraps cannot be parsed.
-    for text in ["9223372036854775816x2", "4294967296x4294967296", "1x0", "x", ""] {
+    for text in [
+        "9223372036854775816x2",
+        "4294967296x4294967296",
+        "1x0",
+        "x",
+        "",
+    ] {
         assert!(text.parse::<Grid>().is_err(), "{text}");
     }
     let weights = tiny_class_conditional(2);
@@ -513,7 +566,11 @@ fn library_inputs_are_checked_before_use() {
         .forward(&Input::new(&x, &[1000.0]).with_labels(&[1]))
         .unwrap_err();
     assert!(error.to_string().contains("num_steps"), "{error}");
-    assert!(model.forward(&Input::new(&x, &[999.5]).with_labels(&[1])).is_ok());
+    assert!(
+        model
+            .forward(&Input::new(&x, &[999.5]).with_labels(&[1]))
+            .is_ok()
+    );
 }
 
 #[test]
@@ -564,9 +621,17 @@ fn assert_clean_failure(args: &[&str], words: &[&str], seconds: u64) {
     );
     assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error")).collect();
-    assert_eq!(errors.len(), 1, "{args:?}: one error line expected: {stderr}");
+    assert_eq!(
+        errors.len(),
+        1,
+        "{args:?}: one error line expected: {stderr}"
+    );
     for w in words {
-        assert!(errors[0].contains(w), "{args:?}: `{}` should mention `{w}`", errors[0]);
+        assert!(
+            errors[0].contains(w),
+            "{args:?}: `{}` should mention `{w}`",
+            errors[0]
+        );
     }
     assert!(
         begin.elapsed() < Duration::from_secs(seconds),
@@ -601,12 +666,34 @@ fn cli_sizes_from_flags_are_checked() {
     assert_clean_failure(&["--threads", "100000", "info"], &["threads"], 20);
     assert_clean_failure(&["--threads", "0", "info"], &["threads"], 20);
     assert_clean_failure(
-        &["bench", "--tokens", "4611686018427387904", "--hidden-size", "32", "--num-layers", "1", "--num-heads", "4"],
+        &[
+            "bench",
+            "--tokens",
+            "4611686018427387904",
+            "--hidden-size",
+            "32",
+            "--num-layers",
+            "1",
+            "--num-heads",
+            "4",
+        ],
         &["too large"],
         20,
     );
     assert_clean_failure(
-        &["bench", "--batch", "100000", "--tokens", "1000000", "--hidden-size", "32", "--num-layers", "1", "--num-heads", "4"],
+        &[
+            "bench",
+            "--batch",
+            "100000",
+            "--tokens",
+            "1000000",
+            "--hidden-size",
+            "32",
+            "--num-layers",
+            "1",
+            "--num-heads",
+            "4",
+        ],
         &["limit"],
         20,
     );

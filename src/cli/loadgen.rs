@@ -237,10 +237,9 @@ async fn drive(
                     let begin = Instant::now();
                     let outcome = match http(addr, "POST", "/v1/generate", &body).await {
                         Ok((200, _)) => Ok(()),
-                        Ok((status, body)) => Err(format!(
-                            "HTTP {status}: {}",
-                            error_message(&body)
-                        )),
+                        Ok((status, body)) => {
+                            Err(format!("HTTP {status}: {}", error_message(&body)))
+                        }
                         Err(e) => Err(e.to_string()),
                     };
                     results.push((outcome, begin.elapsed().as_secs_f64() * 1e3));

@@ -2,9 +2,7 @@
 //! per token count, each sample carrying its own timestep and label, the conditional and
 //! unconditional halves of classifier-free guidance in the same forward.
 
-use super::trajectory::{
-    NoiseKey, SamplingParams, SamplingPlan, Trajectory, check_sampling_size,
-};
+use super::trajectory::{NoiseKey, SamplingParams, SamplingPlan, Trajectory, check_sampling_size};
 use crate::error::Result;
 use crate::model::{Grid, Input, Model};
 use crate::tensor::Tensor;
@@ -57,11 +55,11 @@ impl StepBatch {
         grid: Grid,
         forward: impl FnOnce(&Input<'_>) -> std::result::Result<Tensor, E>,
     ) -> std::result::Result<Tensor, E> {
-        let d = if self.rows == 0 {
-            0
-        } else {
-            self.x.len() / self.rows / grid.tokens().max(1)
-        };
+        let d = self
+            .x
+            .len()
+            .checked_div(self.rows.saturating_mul(grid.tokens()))
+            .unwrap_or(0);
         let x = Tensor::new(vec![self.rows, grid.tokens(), d], self.x)?;
         let y = (!self.y.is_empty()).then_some(self.y.as_slice());
         forward(&Input {

@@ -98,7 +98,10 @@ fn route_label(path: &str) -> &'static str {
     if let Some(route) = FIXED.iter().find(|r| **r == path) {
         return route;
     }
-    match path.strip_prefix("/v2/models/").map(|rest| rest.split('/').count()) {
+    match path
+        .strip_prefix("/v2/models/")
+        .map(|rest| rest.split('/').count())
+    {
         Some(1) => "/v2/models/{model}",
         Some(2) if path.ends_with("/ready") => "/v2/models/{model}/ready",
         Some(2) if path.ends_with("/infer") => "/v2/models/{model}/infer",
