@@ -246,7 +246,7 @@ async fn a_refused_streaming_request_is_a_plain_json_error() {
 async fn a_failure_after_the_stream_started_is_an_error_event_with_the_plain_body() {
     let server = start(64, 64).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
-    let body = r#"{"class_label": 1, "num_steps": 1000, "deadline_ms": 30, "stream": true}"#;
+    let body = r#"{"class_label": 1, "num_steps": 1000, "deadline_ms": 1, "stream": true}"#;
     let request = format!(
         "POST /v1/generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nx-request-id: stream-deadline-1\r\nConnection: close\r\n\r\n{body}",
         body.len()
