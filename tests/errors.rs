@@ -102,9 +102,14 @@ fn forward_rejects_bad_inputs_by_name() {
     );
     let e = forward_error(&model, &x, &t, Some(&y), Some(Grid::new(3, 5)));
     assert_mentions(&e, &["grid", "3x5", "N = 16"]);
-    // The boundary timestep num_steps and the null class C are valid.
+    // SPEC: t lies in [0, num_steps): num_steps itself is outside, just below it is valid,
+    // and so is the null class C.
+    assert_mentions(
+        &forward_error(&model, &x, &[1.0, 1000.0], Some(&y), None),
+        &["`t`", "1000", "num_steps = 1000"],
+    );
     model
-        .forward(&Input::new(&x, &[0.0, 1000.0]).with_labels(&[3, 2]))
+        .forward(&Input::new(&x, &[0.0, 999.9]).with_labels(&[3, 2]))
         .unwrap();
 }
 

@@ -172,7 +172,7 @@ pub fn validate(config: &Config, input: &Input<'_>) -> Result<ForwardShape> {
             return Err(Error::input(
                 "t",
                 format!(
-                    "[{b}] = {t} is outside [0, num_steps) = [0, {})",
+                    "[{b}] = {t} is outside [0, num_steps = {})",
                     config.num_steps
                 ),
             ));
