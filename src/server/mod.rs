@@ -177,10 +177,25 @@ pub async fn serve_with_grpc(
             let _ = rx.wait_for(|stop| *stop).await;
         }
     };
-    let http_accept = listener::accept_until(listener, app, &limits, stopped());
+    let http_accept = listener::accept_until(
+        listener,
+        limits.max_connections,
+        "HTTP",
+        stopped(),
+        listener::http1_connections(app, &limits),
+    );
     let grpc_accept = async {
         match grpc {
-            Some(grpc) => Some(grpc::accept_until(grpc, grpc_service, &limits, stopped()).await),
+            Some(grpc) => Some(
+                listener::accept_until(
+                    grpc,
+                    limits.max_connections,
+                    "gRPC",
+                    stopped(),
+                    grpc::http2_connections(grpc_service, &limits),
+                )
+                .await,
+            ),
             None => None,
         }
     };

@@ -34,13 +34,7 @@ pub struct RequestId(pub String);
 
 /// The middleware (`axum::middleware::from_fn_with_state`).
 pub async fn track(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let id = request
-        .headers()
-        .get(REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN)
-        .filter(|v| v.bytes().all(|b| b.is_ascii_graphic()))
-        .map_or_else(fresh_id, str::to_string);
+    let id = request_id_of(request.headers());
     let route = route_label(request.uri().path());
     let method = request.method().clone();
     request.extensions_mut().insert(RequestId(id.clone()));
@@ -70,6 +64,17 @@ pub async fn track(State(state): State<AppState>, mut request: Request, next: Ne
         response.headers_mut().insert(REQUEST_ID, value);
     }
     response
+}
+
+/// The request id of a request (HTTP or gRPC) with `headers`: the client's `x-request-id`
+/// when it is short and printable, else a fresh one.
+pub(crate) fn request_id_of(headers: &axum::http::HeaderMap) -> String {
+    headers
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN)
+        .filter(|v| v.bytes().all(|b| b.is_ascii_graphic()))
+        .map_or_else(fresh_id, str::to_string)
 }
 
 /// A process-unique id: the process start time and a counter.

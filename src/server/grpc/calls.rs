@@ -8,6 +8,7 @@
 use super::proto::grpc_inference_service_server::GrpcInferenceServiceServer;
 use super::service::Inference;
 use super::status::code_name;
+use crate::server::tracking::request_id_of;
 use crate::server::{AppState, REQUEST_ID};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -15,7 +16,6 @@ use hyper::http::{HeaderValue, Request, Response};
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 use tonic::codegen::Service as _;
 use tonic::{Code, Status};
@@ -23,9 +23,6 @@ use tracing::Instrument;
 
 /// The gRPC message frame header: a compression flag and a 4-byte length.
 const FRAME_HEADER: usize = 5;
-
-/// Longest client request id echoed; a longer (or non-printable) one is replaced.
-const MAX_REQUEST_ID_LEN: usize = 128;
 
 /// The methods, for metrics labels (a bounded set, whatever the paths).
 const METHODS: [&str; 6] = [
@@ -97,13 +94,7 @@ impl hyper::service::Service<Request<Incoming>> for GrpcService {
 
     fn call(&self, request: Request<Incoming>) -> Self::Future {
         let method = method_label(request.uri().path());
-        let id = request
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty() && v.len() <= MAX_REQUEST_ID_LEN)
-            .filter(|v| v.bytes().all(|b| b.is_ascii_graphic()))
-            .map_or_else(fresh_id, str::to_string);
+        let id = request_id_of(request.headers());
         let (inner, state) = (self.inner.clone(), self.state.clone());
         let span = tracing::info_span!("grpc", request_id = %id, method);
         Box::pin(
@@ -141,16 +132,6 @@ fn method_label(path: &str) -> &'static str {
         .and_then(|m| METHODS.iter().find(|known| **known == m))
         .copied()
         .unwrap_or("unknown")
-}
-
-/// A process-unique id for a call that brought none.
-fn fresh_id() -> String {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "grpc-{:x}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 #[cfg(test)]
