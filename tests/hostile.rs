@@ -8,13 +8,13 @@
 
 mod common;
 
+use common::server::{TestServer as Server, exchange, http, read_response};
 use common::tiny_class_conditional;
 use linear_dit::backends::Backend;
 use linear_dit::backends::cpu::CpuBackend;
-use linear_dit::engine::{Engine, EngineConfig, EngineHandle, WorkerState};
+use linear_dit::engine::{Engine, EngineConfig, WorkerState};
 use linear_dit::model::ForwardShape;
-use linear_dit::sampling::ScheduleKind;
-use linear_dit::server::{AppState, HttpLimits, serve};
+use linear_dit::server::HttpLimits;
 use linear_dit::{Config, Device, Flavor, Grid, InitKind, Input, Model, Tensor, Weights};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
@@ -22,7 +22,7 @@ use std::process::{Command, Output};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// The timestep at which [`PanickingBackend`] panics.
 const PANIC_T: f32 = 123.0;
@@ -46,39 +46,18 @@ impl Backend for PanickingBackend {
     }
 }
 
-struct Server {
-    addr: SocketAddr,
-    engine: EngineHandle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
+/// The tiny class-conditional model on a [`PanickingBackend`].
+fn panicking_model() -> Arc<Model> {
+    let weights = tiny_class_conditional(4);
+    let backend = PanickingBackend(CpuBackend::new(&weights).unwrap());
+    Arc::new(Model::from_backend(
+        weights.config().clone(),
+        Box::new(backend),
+    ))
 }
 
 async fn start(engine: EngineConfig, limits: HttpLimits) -> Server {
-    let weights = tiny_class_conditional(4);
-    let backend = PanickingBackend(CpuBackend::new(&weights).unwrap());
-    let model = Arc::new(Model::from_backend(
-        weights.config().clone(),
-        Box::new(backend),
-    ));
-    let engine = Engine::start(model, engine).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState {
-        engine: engine.clone(),
-        grid: Grid::new(4, 4),
-        schedule: ScheduleKind::Linear,
-        limits,
-    };
-    let task = tokio::spawn(serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    Server {
-        addr,
-        engine,
-        stop: Some(stop),
-        task,
-    }
+    Server::start(panicking_model(), engine, limits, false).await
 }
 
 fn small_engine() -> EngineConfig {
@@ -101,7 +80,7 @@ fn tight_http() -> HttpLimits {
     }
 }
 
-/// One HTTP/1.1 exchange with extra header lines: (status, head, body).
+/// One JSON exchange with extra header lines: (status, head, body).
 async fn http_with(
     addr: SocketAddr,
     method: &str,
@@ -109,29 +88,8 @@ async fn http_with(
     headers: &str,
     body: &str,
 ) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    read_response(stream).await
-}
-
-async fn read_response(mut stream: TcpStream) -> (u16, String, Vec<u8>) {
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response).await;
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no header end in {:?}", String::from_utf8_lossy(&response)));
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    (status, head, response[split + 4..].to_vec())
-}
-
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, Vec<u8>) {
-    http_with(addr, method, path, "", body).await
+    let headers = format!("Content-Type: application/json\r\n{headers}");
+    exchange(addr, method, path, &headers, body.as_bytes()).await
 }
 
 const INFER: &str = "/v2/models/linear-dit/infer";
@@ -722,18 +680,10 @@ fn cli_sizes_from_flags_are_checked() {
 use linear_dit::server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use linear_dit::server::grpc::proto::model_infer_request::InferInputTensor;
 use linear_dit::server::grpc::proto::{InferTensorContents, ModelInferRequest};
-use linear_dit::server::serve_with_grpc;
 
 /// One HTTP/1.1 infer with a raw (binary) body and extra header lines.
 async fn post_bytes(addr: SocketAddr, headers: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {INFER} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    read_response(stream).await
+    exchange(addr, "POST", INFER, headers, body).await
 }
 
 /// A binary-extension request: its extra header line and its body.
@@ -864,33 +814,9 @@ async fn malformed_binary_bodies_are_400_naming_the_input_and_the_server_keeps_s
 
 /// The hostile server with the gRPC endpoint too: (server, gRPC address).
 async fn start_grpc(engine: EngineConfig, limits: HttpLimits) -> (Server, SocketAddr) {
-    let weights = tiny_class_conditional(4);
-    let backend = PanickingBackend(CpuBackend::new(&weights).unwrap());
-    let model = Arc::new(Model::from_backend(
-        weights.config().clone(),
-        Box::new(backend),
-    ));
-    let engine = Engine::start(model, engine).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (addr, grpc_addr) = (listener.local_addr().unwrap(), grpc.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState {
-        engine: engine.clone(),
-        grid: Grid::new(4, 4),
-        schedule: ScheduleKind::Linear,
-        limits,
-    };
-    let task = tokio::spawn(serve_with_grpc(listener, Some(grpc), state, async move {
-        let _ = stopped.await;
-    }));
-    let server = Server {
-        addr,
-        engine,
-        stop: Some(stop),
-        task,
-    };
-    (server, grpc_addr)
+    let server = Server::start(panicking_model(), engine, limits, true).await;
+    let grpc = server.grpc.expect("started with gRPC");
+    (server, grpc)
 }
 
 fn grpc_tensor(name: &str, datatype: &str, shape: &[i64]) -> InferInputTensor {

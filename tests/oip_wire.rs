@@ -5,9 +5,10 @@
 
 mod common;
 
+use common::server::{TestServer, exchange};
 use common::tiny_class_conditional;
-use linear_dit::engine::{Engine, EngineConfig, EngineHandle};
-use linear_dit::sampling::ScheduleKind;
+use linear_dit::engine::EngineConfig;
+use linear_dit::server::HttpLimits;
 use linear_dit::server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
 use linear_dit::server::grpc::proto::model_infer_request::{
     InferInputTensor, InferRequestedOutputTensor,
@@ -16,14 +17,13 @@ use linear_dit::server::grpc::proto::{
     InferTensorContents, ModelInferRequest, ModelMetadataRequest, ModelReadyRequest,
     ServerLiveRequest, ServerMetadataRequest, ServerReadyRequest,
 };
-use linear_dit::server::{AppState, HttpLimits, serve_with_grpc};
-use linear_dit::{Device, Grid, Model};
+use linear_dit::{Device, Model};
 use serde_json::{Value, json};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -31,77 +31,31 @@ type Client = GrpcInferenceServiceClient<Channel>;
 
 const INFER: &str = "/v2/models/linear-dit/infer";
 
-struct Server {
-    http: SocketAddr,
-    grpc: SocketAddr,
-    engine: EngineHandle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-async fn start(config: EngineConfig) -> Server {
+async fn start(config: EngineConfig) -> TestServer {
     let model = Arc::new(Model::new(&tiny_class_conditional(4), Device::Cpu).unwrap());
-    let engine = Engine::start(model, config).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let grpc = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let (http, grpc_addr) = (listener.local_addr().unwrap(), grpc.local_addr().unwrap());
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState {
-        engine: engine.clone(),
-        grid: Grid::new(4, 4),
-        schedule: ScheduleKind::Linear,
-        limits: HttpLimits::default(),
-    };
-    let task = tokio::spawn(serve_with_grpc(listener, Some(grpc), state, async move {
-        let _ = stopped.await;
-    }));
-    Server {
-        http,
-        grpc: grpc_addr,
-        engine,
-        stop: Some(stop),
-        task,
-    }
+    TestServer::start(model, config, HttpLimits::default(), true).await
 }
 
-impl Server {
-    async fn client(&self) -> Client {
-        let channel = Channel::from_shared(format!("http://{}", self.grpc))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        GrpcInferenceServiceClient::new(channel)
-    }
-
-    /// Stops the server: it must drain HTTP and gRPC (open channels included) in time.
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.unwrap().unwrap();
-    }
+/// A gRPC client of `server`.
+async fn client(server: &TestServer) -> Client {
+    let addr = server.grpc.expect("started with gRPC");
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    GrpcInferenceServiceClient::new(channel)
 }
 
-/// One HTTP/1.1 exchange with a raw body and extra header lines: (status, head, body).
+/// One `POST` of a raw body to the infer endpoint, with extra header lines.
 async fn post(addr: SocketAddr, headers: &str, body: &[u8]) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let head = format!(
-        "POST {INFER} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\nConnection: close\r\n{headers}\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await.unwrap();
-    stream.write_all(body).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let split = response.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let answer = exchange(addr, "POST", INFER, headers, body).await;
     assert!(
-        !head.to_ascii_lowercase().contains("transfer-encoding"),
-        "{head}"
+        !answer.1.to_ascii_lowercase().contains("transfer-encoding"),
+        "{}",
+        answer.1
     );
-    (status, head, response[split + 4..].to_vec())
+    answer
 }
 
 /// A response header's value.
@@ -178,9 +132,9 @@ fn json_request(batch: usize) -> Value {
 }
 
 /// The HTTP JSON answer's `eps`: the reference every other format must match bit for bit.
-async fn reference_eps(server: &Server, batch: usize) -> Vec<f32> {
+async fn reference_eps(server: &TestServer, batch: usize) -> Vec<f32> {
     let body = json_request(batch).to_string();
-    let (status, head, answer) = post(server.http, "", body.as_bytes()).await;
+    let (status, head, answer) = post(server.addr, "", body.as_bytes()).await;
     assert_eq!(status, 200, "{head}\n{}", String::from_utf8_lossy(&answer));
     assert!(header(&head, "inference-header-content-length").is_none());
     json_eps(&answer)
@@ -217,7 +171,7 @@ async fn binary_and_json_tensors_give_bit_identical_eps() {
         "outputs": [{"name": "eps", "parameters": {"binary_data": true}}],
     });
     let (headers, body) = binary_body(&all_binary, &[&xb, &tb, &yb]);
-    let (status, head, answer) = post(server.http, &headers, &body).await;
+    let (status, head, answer) = post(server.addr, &headers, &body).await;
     assert_eq!(status, 200, "{head}\n{}", String::from_utf8_lossy(&answer));
     assert_eq!(
         header(&head, "content-type"),
@@ -236,7 +190,7 @@ async fn binary_and_json_tensors_give_bit_identical_eps() {
         "parameters": {"binary_data_output": true},
     });
     let (headers, body) = binary_body(&mixed, &[&xb]);
-    let (status, head, answer) = post(server.http, &headers, &body).await;
+    let (status, head, answer) = post(server.addr, &headers, &body).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     assert_eq!(bits(&binary_eps(&head, &answer, batch)), bits(&reference));
 
@@ -245,7 +199,7 @@ async fn binary_and_json_tensors_give_bit_identical_eps() {
     json_out["outputs"] = json!([{"name": "eps", "parameters": {"binary_data": false}}]);
     json_out["parameters"] = json!({"binary_data_output": true});
     let (headers, body) = binary_body(&json_out, &[&xb, &tb, &yb]);
-    let (status, head, answer) = post(server.http, &headers, &body).await;
+    let (status, head, answer) = post(server.addr, &headers, &body).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     assert!(header(&head, "inference-header-content-length").is_none());
     assert_eq!(bits(&json_eps(&answer)), bits(&reference));
@@ -253,12 +207,12 @@ async fn binary_and_json_tensors_give_bit_identical_eps() {
     // JSON in (no length header), binary out.
     let mut json_in = json_request(batch);
     json_in["parameters"] = json!({"binary_data_output": true});
-    let (status, head, answer) = post(server.http, "", json_in.to_string().as_bytes()).await;
+    let (status, head, answer) = post(server.addr, "", json_in.to_string().as_bytes()).await;
     assert_eq!(status, 200, "{}", String::from_utf8_lossy(&answer));
     assert_eq!(bits(&binary_eps(&head, &answer, batch)), bits(&reference));
 
     // The extension is advertised.
-    let mut stream = TcpStream::connect(server.http).await.unwrap();
+    let mut stream = TcpStream::connect(server.addr).await.unwrap();
     stream
         .write_all(b"GET /v2 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
         .await
@@ -320,7 +274,7 @@ fn grpc_eps(response: &linear_dit::server::grpc::proto::ModelInferResponse) -> V
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_serves_every_rpc_and_matches_http_json_bit_for_bit() {
     let server = start(EngineConfig::default()).await;
-    let mut client = server.client().await;
+    let mut client = client(&server).await;
     assert!(
         client
             .server_live(ServerLiveRequest {})
@@ -425,7 +379,7 @@ async fn grpc_errors_map_to_status_codes() {
         ..EngineConfig::default()
     };
     let server = start(config).await;
-    let mut client = server.client().await;
+    let mut client = client(&server).await;
 
     // A bad shape: t's batch disagrees with x's.
     let mut bad = raw_request(2);
@@ -442,7 +396,7 @@ async fn grpc_errors_map_to_status_codes() {
 
     // Queue full: generate requests (one guided image fills max_batch, one more waits in
     // the queue of 1) keep the engine busy while forwards arrive.
-    let http = server.http;
+    let http = server.addr;
     let generates: Vec<_> = (0..6)
         .map(|i| {
             tokio::spawn(async move {

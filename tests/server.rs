@@ -4,106 +4,30 @@
 
 mod common;
 
+use common::server::{TestServer, http};
 use common::tiny_class_conditional;
 
-use linear_dit::engine::{Engine, EngineConfig, EngineHandle, Outcome};
-use linear_dit::sampling::ScheduleKind;
-use linear_dit::server::{AppState, HttpLimits, serve};
-use linear_dit::{Device, Grid, Model, Weights};
-use std::net::SocketAddr;
+use linear_dit::engine::{EngineConfig, Outcome};
+use linear_dit::server::HttpLimits;
+use linear_dit::{Device, Model, Weights};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
-
-struct Server {
-    addr: SocketAddr,
-    engine: EngineHandle,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
 
 fn weights() -> Weights {
     tiny_class_conditional(4)
 }
 
-async fn start(max_batch: usize, max_queue: usize) -> Server {
+async fn start(max_batch: usize, max_queue: usize) -> TestServer {
     let model = Arc::new(Model::new(&weights(), Device::Cpu).unwrap());
     let config = EngineConfig {
         max_batch,
         max_queue,
         ..EngineConfig::default()
     };
-    let engine = Engine::start(model, config).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState {
-        engine: engine.clone(),
-        grid: Grid::new(4, 4),
-        schedule: ScheduleKind::Linear,
-        limits: HttpLimits::default(),
-    };
-    let task = tokio::spawn(serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    Server {
-        addr,
-        engine,
-        stop: Some(stop),
-        task,
-    }
-}
-
-impl Server {
-    async fn shutdown(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        self.task.await.unwrap().unwrap();
-    }
-}
-
-/// A minimal HTTP/1.1 exchange: (status, headers, body).
-async fn http(addr: SocketAddr, method: &str, path: &str, body: &str) -> (u16, String, Vec<u8>) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&response[..split]).into_owned();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut body = response[split + 4..].to_vec();
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        body = dechunk(&body);
-    }
-    (status, head, body)
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
-                .unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
-        data = &data[line_end + 2 + size + 2..];
-    }
+    TestServer::start(model, config, HttpLimits::default(), false).await
 }
 
 fn error_code(body: &[u8]) -> String {

@@ -8,58 +8,26 @@ mod common;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
+use common::server::{TestServer, dechunk, http};
 use common::tiny_class_conditional;
-use linear_dit::engine::{Engine, EngineConfig, EngineHandle, Outcome};
-use linear_dit::sampling::ScheduleKind;
-use linear_dit::server::{AppState, HttpLimits, serve};
-use linear_dit::{Device, Grid, Model};
+use linear_dit::engine::{EngineConfig, Outcome};
+use linear_dit::server::HttpLimits;
+use linear_dit::{Device, Model};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
-struct Server {
-    addr: SocketAddr,
-    engine: EngineHandle,
-    stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<std::io::Result<()>>,
-}
-
-async fn start(max_batch: usize, max_queue: usize) -> Server {
+async fn start(max_batch: usize, max_queue: usize) -> TestServer {
     let model = Arc::new(Model::new(&tiny_class_conditional(4), Device::Cpu).unwrap());
     let config = EngineConfig {
         max_batch,
         max_queue,
         ..EngineConfig::default()
     };
-    let engine = Engine::start(model, config).unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState {
-        engine: engine.clone(),
-        grid: Grid::new(4, 4),
-        schedule: ScheduleKind::Linear,
-        limits: HttpLimits::default(),
-    };
-    let task = tokio::spawn(serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    Server {
-        addr,
-        engine,
-        stop,
-        task,
-    }
-}
-
-impl Server {
-    async fn shutdown(self) {
-        let _ = self.stop.send(());
-        self.task.await.unwrap().unwrap();
-    }
+    TestServer::start(model, config, HttpLimits::default(), false).await
 }
 
 /// Sends a `POST /v1/generate` with `body` on a fresh connection.
@@ -75,35 +43,8 @@ async fn post(addr: SocketAddr, body: &str) -> TcpStream {
 
 /// The whole answer: (status, lower-cased header, de-chunked body).
 async fn exchange(addr: SocketAddr, body: &str) -> (u16, String, Vec<u8>) {
-    let mut stream = post(addr, body).await;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await.unwrap();
-    let split = response
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("header end");
-    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
-    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let mut body = response[split + 4..].to_vec();
-    if head.contains("transfer-encoding: chunked") {
-        body = dechunk(&body);
-    }
-    (status, head, body)
-}
-
-fn dechunk(mut data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").unwrap();
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&data[..line_end]).unwrap().trim(), 16)
-                .unwrap();
-        if size == 0 {
-            return out;
-        }
-        out.extend_from_slice(&data[line_end + 2..line_end + 2 + size]);
-        data = &data[line_end + 2 + size + 2..];
-    }
+    let (status, head, body) = http(addr, "POST", "/v1/generate", body).await;
+    (status, head.to_ascii_lowercase(), body)
 }
 
 /// Server-sent events as (event name, JSON data); keep-alive comments skipped.

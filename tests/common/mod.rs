@@ -6,6 +6,7 @@ use linear_dit::{Config, ConfigOverrides, Grid, InitKind, Tensor, Weights};
 use std::path::PathBuf;
 
 pub mod digits;
+pub mod server;
 
 /// `tests/fixtures/<file>`.
 pub fn fixture(file: &str) -> PathBuf {
