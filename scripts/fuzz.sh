@@ -94,14 +94,14 @@ replay() {
         -artifact_prefix="$FUZZ/artifacts/$target/" "$FUZZ/corpus/$target"
 }
 
-# merge TARGET: rewrites fuzz/corpus/TARGET/ as the smallest set of its files and the work
+# merge TARGET: rewrites fuzz/corpus/TARGET/ as a small set (a greedy set cover) of its files and the work
 # corpus's that keeps all the coverage.
 merge() {
     local target=$1 bin tmp
     bin=$(binary "$target")
     tmp=$(mktemp -d "$FUZZ/target/merge.XXXXXX")
     mkdir -p "$WORK/$target" "$FUZZ/corpus/$target"
-    "$bin" -merge=1 -rss_limit_mb="$RSS_LIMIT_MB" -max_len="$(max_len "$target")" \
+    "$bin" -set_cover_merge=1 -use_counters=0 -rss_limit_mb="$RSS_LIMIT_MB" -max_len="$(max_len "$target")" \
         "$tmp" "$FUZZ/corpus/$target" "$WORK/$target"
     rm -rf "$FUZZ/corpus/$target"
     mv "$tmp" "$FUZZ/corpus/$target"
