@@ -1,6 +1,7 @@
 //! `linear-dit sample`: generate images with a trained model and write them as a PNG grid
 //! (and optionally as a tensor file).
 
+use super::config_flags::ConfigFlags;
 use super::device_flags::DeviceFlags;
 use super::progress;
 use anyhow::{Context, Result, bail};
@@ -11,7 +12,7 @@ use linear_dit::sampling::{
     SamplerKind, SamplingParams, ScheduleKind, Spacing, check_sampling_size, image_classes, sample,
 };
 use linear_dit::tensor_file::write_tensors;
-use linear_dit::{ConfigOverrides, Grid, Weights};
+use linear_dit::{Grid, Weights};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -66,11 +67,13 @@ pub struct SampleArgs {
     #[arg(long)]
     scale: Option<usize>,
     #[command(flatten)]
+    config: ConfigFlags,
+    #[command(flatten)]
     device: DeviceFlags,
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
-    let weights = Weights::load(&args.weights, &ConfigOverrides::default())?;
+    let weights = Weights::load(&args.weights, &args.config.overrides())?;
     let config = weights.config().clone();
     let grid = image_grid(&weights, args.size.map(|s| (s.rows, s.cols)))?;
     let height = grid.rows * config.patch_size;

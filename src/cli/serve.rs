@@ -1,13 +1,14 @@
 //! `linear-dit serve`: the HTTP server (and, with `--grpc-port`, the gRPC one) with
 //! step-level continuous batching.
 
+use super::config_flags::ConfigFlags;
 use super::device_flags::DeviceFlags;
 use anyhow::{Context, Result};
 use clap::Args;
 use linear_dit::engine::{Engine, EngineConfig};
 use linear_dit::sampling::metadata::{image_grid, schedule_of};
 use linear_dit::server::{AppState, HttpLimits, serve_with_grpc};
-use linear_dit::{ConfigOverrides, Grid, Model, Weights};
+use linear_dit::{Grid, Model, Weights};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,11 +68,13 @@ pub struct ServeArgs {
     #[arg(long)]
     size: Option<Grid>,
     #[command(flatten)]
+    config: ConfigFlags,
+    #[command(flatten)]
     device: DeviceFlags,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    let weights = Weights::load(&args.weights, &ConfigOverrides::default())?;
+    let weights = Weights::load(&args.weights, &args.config.overrides())?;
     let grid = image_grid(&weights, args.size.map(|s| (s.rows, s.cols)))?;
     let schedule = schedule_of(&weights)?;
     let model = Arc::new(Model::with_precision(
