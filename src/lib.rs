@@ -2,7 +2,7 @@
 //!
 //! An inference runtime for Linear Diffusion Transformers: DiT with O(N) linear attention
 //! (SANA-style), in two flavors: `dit` (DiT conventions) and `edifice` (bit-for-bit Elixir's
-//! `Edifice.Generative.LinearDiT`). `SPEC.md` is the contract for the math, the weights file
+//! `Edifice.Generative.LinearDiT`). `docs/SPEC.md` is the contract for the math, the weights file
 //! and the command line.
 //!
 //! The crate is laid out as the runtime is:

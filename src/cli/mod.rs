@@ -17,7 +17,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 /// linear-dit: inference runtime for Linear Diffusion Transformers (DiT with O(N) linear
-/// attention). See SPEC.md for the model contract.
+/// attention). See docs/SPEC.md for the model contract.
 #[derive(Debug, Parser)]
 #[command(name = "linear-dit", version, about, long_about = None)]
 pub struct Cli {
