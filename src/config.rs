@@ -92,7 +92,7 @@ pub struct Config {
     /// Number of classes C; `None` is unconditional.
     #[serde(default)]
     pub num_classes: Option<usize>,
-    /// Diffusion steps of the training schedule; valid timesteps lie in `[0, num_steps]`.
+    /// Diffusion steps of the training schedule; valid timesteps lie in `[0, num_steps)`.
     #[serde(default = "defaults::num_steps")]
     pub num_steps: usize,
     /// Patch size p used by [`crate::patchify`] / [`crate::unpatchify`].
