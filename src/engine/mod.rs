@@ -106,8 +106,7 @@ impl EngineConfig {
     pub fn check_serves(&self, model: &Config, grid: Grid) -> Result<(), EngineError> {
         self.validate()?;
         let rows = if model.num_classes.is_some() { 2 } else { 1 };
-        let tokens = grid.tokens().saturating_mul(rows);
-        if self.max_batch < rows || self.max_tokens_per_forward < tokens {
+        if !self.fits(rows, grid.tokens()) {
             return Err(EngineError::Invalid(Error::config(
                 "max_batch",
                 format!(
@@ -119,6 +118,23 @@ impl EngineConfig {
             )));
         }
         Ok(())
+    }
+
+    /// Whether one forward of `rows` rows of `tokens` tokens each is within the limits.
+    fn fits(&self, rows: usize, tokens: usize) -> bool {
+        rows <= self.max_batch && rows.saturating_mul(tokens) <= self.max_tokens_per_forward
+    }
+
+    /// A request of `rows` rows of `tokens` tokens per forward, refused when it does not
+    /// fit; `what` describes it for the message.
+    fn check_fits(&self, rows: usize, tokens: usize, what: String) -> Result<(), EngineError> {
+        if self.fits(rows, tokens) {
+            return Ok(());
+        }
+        Err(EngineError::TooLarge(format!(
+            "{what}; this engine runs at most {} rows and {} tokens per forward",
+            self.max_batch, self.max_tokens_per_forward
+        )))
     }
 }
 
@@ -156,11 +172,13 @@ impl Engine {
                             worker::panic_message(panic.as_ref())
                         )),
                     };
+                    // The state first: a caller whose answer never comes, or who arrives
+                    // while the queue is emptied, must read "failed", not "shutting down".
+                    done_tx.send_replace(end.clone());
                     if let WorkerState::Failed(reason) = &end {
                         tracing::error!(%reason, "engine worker stopped; answering every waiting request");
                         worker::fail_queued(&shared, &metrics, reason);
                     }
-                    let _ = done_tx.send(end);
                 })
                 .map_err(|e| EngineError::Failed(format!("cannot start the worker thread: {e}")))?
         };
@@ -213,10 +231,7 @@ impl EngineHandle {
     /// slot is freed at the next step.
     pub async fn generate(&self, request: GenerateRequest) -> Result<Generated, EngineError> {
         let rx = self.submit(request, None)?;
-        match rx.await {
-            Ok(answer) => answer,
-            Err(_) => Err(self.closed_error()),
-        }
+        self.answer(rx).await
     }
 
     /// Accepts a request whose steps are reported as they finish, for callers that show
@@ -285,10 +300,15 @@ impl EngineHandle {
             deadline,
             reply,
         }))?;
-        match rx.await {
-            Ok(answer) => answer,
-            Err(_) => Err(self.closed_error()),
-        }
+        self.answer(rx).await
+    }
+
+    /// The worker's answer, or why none came ([`Self::closed_error`]).
+    async fn answer<T>(
+        &self,
+        rx: oneshot::Receiver<Result<T, EngineError>>,
+    ) -> Result<T, EngineError> {
+        rx.await.unwrap_or_else(|_| Err(self.closed_error()))
     }
 
     /// Validates a raw forward against the model and the limits; returns its grid.
@@ -301,14 +321,14 @@ impl EngineHandle {
     ) -> Result<Grid, EngineError> {
         let input = Input { x, t, y, grid };
         let shape = validate(&self.inner.model_config, &input)?;
-        let limits = &self.inner.config;
-        let tokens = shape.batch.saturating_mul(shape.tokens);
-        if shape.batch > limits.max_batch || tokens > limits.max_tokens_per_forward {
-            return Err(EngineError::TooLarge(format!(
-                "a forward of {} rows × {} tokens; this engine runs at most {} rows and {} tokens per forward",
-                shape.batch, shape.tokens, limits.max_batch, limits.max_tokens_per_forward
-            )));
-        }
+        self.inner.config.check_fits(
+            shape.batch,
+            shape.tokens,
+            format!(
+                "a forward of {} rows × {} tokens",
+                shape.batch, shape.tokens
+            ),
+        )?;
         Ok(shape.grid)
     }
 
@@ -353,16 +373,15 @@ impl EngineHandle {
         // Rows and tokens per step, checked before any trajectory is built.
         let rows_per_image = if plan.params().guidance != 1.0 { 2 } else { 1 };
         let rows = request.num_images.saturating_mul(rows_per_image);
-        let tokens = rows.saturating_mul(request.grid.tokens());
-        if rows > limits.max_batch || tokens > limits.max_tokens_per_forward {
-            return Err(EngineError::TooLarge(format!(
-                "{} images need {rows} rows of {} tokens per step; this engine runs at most {} rows and {} tokens per forward",
+        limits.check_fits(
+            rows,
+            request.grid.tokens(),
+            format!(
+                "{} images need {rows} rows of {} tokens per step",
                 request.num_images,
-                request.grid.tokens(),
-                limits.max_batch,
-                limits.max_tokens_per_forward
-            )));
-        }
+                request.grid.tokens()
+            ),
+        )?;
         check_sampling_size(config, request.grid, request.num_images)?;
         let trajectories = image_classes(config, request.class_label, request.num_images)
             .into_iter()

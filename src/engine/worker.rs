@@ -307,17 +307,20 @@ fn step(
 /// trajectory cannot advance fails (it is never left behind half-denoised).
 fn advance(active: &mut [GenerateJob], members: &[usize], eps: &Tensor, metrics: &Metrics) {
     let width = eps.shape().iter().skip(1).product::<usize>();
-    let rows = eps.data().chunks_exact(width.max(1));
-    let mut rows = rows.collect::<Vec<_>>().into_iter();
+    let mut rows = eps.data().chunks_exact(width.max(1));
     for &i in members {
         let job = &mut active[i];
         let mut failure = None;
         for tr in job.trajectories.iter_mut().filter(|t| !t.is_done()) {
             let cond = rows.next();
-            let uncond = if tr.is_guided() { rows.next() } else { None };
-            let advanced = match (cond, tr.is_guided(), uncond) {
-                (Some(cond), false, _) => tr.advance(cond, None),
-                (Some(cond), true, Some(uncond)) => tr.advance(cond, Some(uncond)),
+            // `Some(None)`: unguided; `None`: a guided row that is missing.
+            let uncond = if tr.is_guided() {
+                rows.next().map(Some)
+            } else {
+                Some(None)
+            };
+            let advanced = match (cond, uncond) {
+                (Some(cond), Some(uncond)) => tr.advance(cond, uncond),
                 _ => Err(crate::Error::input(
                     "eps",
                     "has fewer rows than the step batch",

@@ -151,12 +151,10 @@ pub async fn serve_with_grpc(
     let failed = {
         let engine = engine.clone();
         async move {
-            loop {
-                if let WorkerState::Failed(reason) = engine.stopped().await {
-                    return reason;
-                }
+            match engine.stopped().await {
+                WorkerState::Failed(reason) => reason,
                 // Drained: the shutdown path below is already under way.
-                std::future::pending::<()>().await;
+                WorkerState::Drained | WorkerState::Running => std::future::pending().await,
             }
         }
     };
