@@ -294,7 +294,7 @@ impl TensorFile {
     pub fn from_bytes(path: impl Into<PathBuf>, bytes: &[u8]) -> Result<Self> {
         let path = path.into();
         // Validate before copying: a corrupt header is refused without a second allocation.
-        validate(&path, bytes)?;
+        let header = validate(&path, bytes)?;
         check_alloc("the safetensors bytes", bytes.len() as u128)?;
         let io = |source| Error::Io {
             path: path.clone(),
@@ -304,18 +304,24 @@ impl TensorFile {
         let mut map = MmapMut::map_anon(bytes.len()).map_err(io)?;
         map.copy_from_slice(bytes);
         let map = map.make_read_only().map_err(io)?;
-        TensorFile::from_map(path, map)
+        Ok(TensorFile::with_header(path, map, header))
     }
 
     fn from_map(path: PathBuf, map: Mmap) -> Result<Self> {
-        let (data_start, tensors, metadata) = validate(&path, &map)?;
-        Ok(TensorFile {
+        let header = validate(&path, &map)?;
+        Ok(TensorFile::with_header(path, map, header))
+    }
+
+    /// A file over `map`, whose `header` [`validate`] read from the same bytes.
+    fn with_header(path: PathBuf, map: Mmap, header: Header) -> Self {
+        let (data_start, tensors, metadata) = header;
+        TensorFile {
             path,
             data_start,
             tensors,
             metadata,
             map: Arc::new(map),
-        })
+        }
     }
 
     /// The file's path.
