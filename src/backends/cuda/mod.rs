@@ -291,11 +291,14 @@ fn launch_mode(
     eager_runs: usize,
     graph_failed: bool,
 ) -> Launch {
-    match () {
-        _ if profile || !use_graphs => Launch::Eager,
-        _ if captured => Launch::Replay,
-        _ if eager_runs >= 1 && !graph_failed => Launch::Capture,
-        _ => Launch::Eager,
+    if profile || !use_graphs {
+        Launch::Eager
+    } else if captured {
+        Launch::Replay
+    } else if eager_runs >= 1 && !graph_failed {
+        Launch::Capture
+    } else {
+        Launch::Eager
     }
 }
 
