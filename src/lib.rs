@@ -22,13 +22,13 @@
 //! ```
 
 pub mod backends;
-pub mod config;
 pub mod engine;
 pub mod error;
 pub mod image;
 pub mod limits;
 pub mod model;
 pub mod rng;
+pub mod runtime;
 pub mod sampling;
 pub mod server;
 pub mod tensor;
@@ -37,9 +37,9 @@ pub mod weights;
 
 pub use backends::cpu::Block;
 pub use backends::{Device, Precision};
-pub use config::{Config, ConfigOverrides, Flavor};
 pub use error::{Error, Result};
-pub use model::{Grid, Input, Model, patchify, unpatchify};
+pub use model::{Config, ConfigOverrides, Flavor, Grid, Input, patchify, unpatchify};
+pub use runtime::Model;
 pub use tensor::Tensor;
 pub use tensor_file::DType;
 pub use weights::{InitKind, Weights};

@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use linear_dit::backends::cuda::CudaBackend;
 use linear_dit::limits::{bytes_of, check_alloc, checked_product};
-use linear_dit::model::forward_bytes;
+use linear_dit::runtime::forward_bytes;
 use linear_dit::{Device, Grid, InitKind, Input, Model, Tensor, Weights};
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -4,7 +4,7 @@ use super::config_flags::ConfigFlags;
 use anyhow::Result;
 use clap::Args;
 use linear_dit::Weights;
-use linear_dit::config::{ConfigSources, FieldSource};
+use linear_dit::model::config::{ConfigSources, FieldSource};
 use std::path::PathBuf;
 
 /// Print a model's config, exact parameter count and FLOPs per token.

@@ -30,9 +30,10 @@ mod worker;
 pub use metrics::{Histogram, Metrics, Outcome};
 pub use request::{EngineError, GenerateRequest, Generated, Generation, GenerationEvent, Progress};
 
-use crate::config::Config;
 use crate::error::Error;
-use crate::model::{Grid, Input, Model, validate};
+use crate::model::Config;
+use crate::model::{Grid, Input, validate};
+use crate::runtime::Model;
 use crate::sampling::{
     NoiseKey, SamplingPlan, StepBatch, Trajectory, check_sampling_size, image_classes,
 };

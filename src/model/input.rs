@@ -1,8 +1,8 @@
 //! A forward's inputs and their validation, shared by every backend: each bad input is a
 //! clear error naming it, before any work is done.
 
-use crate::config::{Config, Flavor};
 use crate::error::{Error, Result};
+use crate::model::{Config, Flavor};
 use crate::tensor::Tensor;
 
 /// The token grid (rows × cols = N) of a sample, needed for 2-D positions and unpatchify.

@@ -4,7 +4,8 @@
 
 use super::trajectory::{NoiseKey, SamplingParams, SamplingPlan, Trajectory, check_sampling_size};
 use crate::error::Result;
-use crate::model::{Grid, Input, Model};
+use crate::model::{Grid, Input};
+use crate::runtime::Model;
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 

@@ -5,8 +5,8 @@
 
 use super::schedule::{NoiseSchedule, ScheduleKind, Spacing};
 use super::solver::{self, SamplerKind, SolverMemory};
-use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::model::Config;
 use crate::model::{Grid, unpatchify};
 use crate::rng::NormalStream;
 use crate::tensor::Tensor;

@@ -7,11 +7,11 @@ use super::AppState;
 use super::RequestId;
 use super::body::read_body;
 use super::error::ApiError;
-use crate::config::Config;
 use crate::engine::{
     EngineError, GenerateRequest, Generated, Generation, GenerationEvent, Outcome, Progress,
 };
 use crate::image::{default_columns, default_scale, png_grid_bytes};
+use crate::model::Config;
 use crate::model::Grid;
 use crate::sampling::{SamplerKind, SamplingParams, ScheduleKind};
 use crate::tensor_file::serialize_tensors;

@@ -8,7 +8,7 @@
 //! checked arithmetic and compared with the bytes actually received before anything is
 //! allocated, so an allocation is never larger than the (size-limited) request itself.
 
-use crate::config::Config;
+use crate::model::Config;
 use crate::model::Grid;
 use crate::tensor::Tensor;
 

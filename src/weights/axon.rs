@@ -5,6 +5,8 @@
 
 use crate::error::{Error, Result};
 use crate::limits::{bytes_of, check_alloc, checked_product};
+use crate::model::tensors::POS_EMBED;
+use crate::model::{BlockModule, Module};
 use crate::tensor_file::{RawTensor, TensorFile};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -65,24 +67,24 @@ fn plan(file: &TensorFile) -> Result<Vec<Source>> {
             "beta" => ("bias", false),
             _ => return Err(unknown()),
         };
-        let single = |prefix: &str| Source {
-            canonical: format!("{prefix}.{canonical_param}"),
+        let single = |module: Module| Source {
+            canonical: format!("{}.{canonical_param}", module.prefix()),
             parts: vec![name.to_string()],
             transpose,
         };
         let source = match layer {
-            "input_embed" => single("x_embedder"),
+            "input_embed" => single(Module::XEmbedder),
             "pos_embed" if param == "bias" => Source {
-                canonical: "pos_embed".into(),
+                canonical: POS_EMBED.into(),
                 parts: vec![name.to_string()],
                 transpose: false,
             },
-            "time_mlp_1" => single("t_embedder.mlp.0"),
-            "time_mlp_2" => single("t_embedder.mlp.2"),
-            "class_embed_1" => single("y_embedder.mlp.0"),
-            "class_embed_2" => single("y_embedder.mlp.2"),
-            "final_norm" => single("final_layer.norm_final"),
-            "output_proj" => single("final_layer.linear"),
+            "time_mlp_1" => single(Module::TimeMlpIn),
+            "time_mlp_2" => single(Module::TimeMlpOut),
+            "class_embed_1" => single(Module::ClassMlpIn),
+            "class_embed_2" => single(Module::ClassMlpOut),
+            "final_norm" => single(Module::FinalNorm),
+            "output_proj" => single(Module::FinalLinear),
             _ => {
                 let rest = layer
                     .strip_prefix("linear_dit_block_")
@@ -92,30 +94,32 @@ fn plan(file: &TensorFile) -> Result<Vec<Source>> {
                 if k == 0 {
                     return Err(unknown());
                 }
-                let block = format!("blocks.{}", k - 1);
+                let block = |part| Module::Block(k - 1, part);
                 let axon = |suffix: &str| format!("linear_dit_block_{k}_{suffix}.{param}");
                 match part {
-                    "attn_norm" => single(&format!("{block}.norm1")),
-                    "mlp_norm" => single(&format!("{block}.norm2")),
-                    "attn_out_proj" => single(&format!("{block}.attn.proj")),
-                    "mlp_up" => single(&format!("{block}.mlp.fc1")),
-                    "mlp_down" => single(&format!("{block}.mlp.fc2")),
+                    "attn_norm" => single(block(BlockModule::Norm1)),
+                    "mlp_norm" => single(block(BlockModule::Norm2)),
+                    "attn_out_proj" => single(block(BlockModule::Proj)),
+                    "mlp_up" => single(block(BlockModule::Fc1)),
+                    "mlp_down" => single(block(BlockModule::Fc2)),
                     "attn_q" | "attn_k" | "attn_v" => {
-                        if !seen_groups.insert(format!("{block}.qkv.{param}")) {
+                        let qkv = block(BlockModule::Qkv).prefix();
+                        if !seen_groups.insert(format!("{qkv}.{param}")) {
                             continue;
                         }
                         Source {
-                            canonical: format!("{block}.attn.qkv.{canonical_param}"),
+                            canonical: format!("{qkv}.{canonical_param}"),
                             parts: vec![axon("attn_q"), axon("attn_k"), axon("attn_v")],
                             transpose,
                         }
                     }
                     "adaln_attn" | "adaln_mlp" => {
-                        if !seen_groups.insert(format!("{block}.adaln.{param}")) {
+                        let adaln = block(BlockModule::Adaln).prefix();
+                        if !seen_groups.insert(format!("{adaln}.{param}")) {
                             continue;
                         }
                         Source {
-                            canonical: format!("{block}.adaLN_modulation.1.{canonical_param}"),
+                            canonical: format!("{adaln}.{canonical_param}"),
                             parts: vec![axon("adaln_attn"), axon("adaln_mlp")],
                             transpose,
                         }

@@ -1,9 +1,9 @@
 //! Seeded weight initialisation: DiT's AdaLN-Zero scheme, and a `random` scheme in which every
 //! tensor is non-zero (for tests and benchmarks, where a zero layer would hide bugs).
 
-use super::layout::{Role, TensorSpec, tensor_layout};
-use crate::config::Config;
 use crate::error::Result;
+use crate::model::Config;
+use crate::model::tensors::{Role, TensorSpec, tensor_layout};
 use crate::rng::NormalStream;
 use rayon::prelude::*;
 

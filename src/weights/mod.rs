@@ -4,13 +4,13 @@
 mod axon;
 mod infer;
 mod init;
-pub mod layout;
 
+pub use crate::model::tensors::{Role, TensorSpec, tensor_layout};
 pub use init::InitKind;
-pub use layout::{Role, TensorSpec, tensor_layout};
 
-use crate::config::{Config, ConfigOverrides, ConfigSources, FieldSource, Flavor, all_from};
 use crate::error::{Error, Result};
+use crate::model::Flavor;
+use crate::model::config::{Config, ConfigOverrides, ConfigSources, FieldSource, all_from};
 use crate::tensor::SharedF32;
 use crate::tensor_file::{DType, RawTensor, TensorFile, write_tensors};
 use std::collections::{BTreeMap, HashMap};
@@ -275,7 +275,7 @@ fn config_without_metadata(
         ..overrides.apply_to(shapes.apply_to(Config::recommended()))
     };
     let sources = std::array::from_fn(|i| {
-        let field = crate::config::CONFIG_FIELDS[i];
+        let field = crate::model::config::CONFIG_FIELDS[i];
         let source = if given[i] {
             FieldSource::Given
         } else if from_shapes[i] || field == "num_classes" {

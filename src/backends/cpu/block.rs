@@ -19,8 +19,8 @@ use super::conditioning::{BlockModulation, activate_condition, block_modulation}
 use super::linear::linear_into;
 use super::norm::{NormAffine, norm_rows, residual_rows};
 use super::params::BlockParams;
-use crate::config::{Config, Flavor};
 use crate::error::{Error, Result};
+use crate::model::{Config, Gelu};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
 use rayon::prelude::*;
@@ -88,7 +88,7 @@ pub fn run_block(
         Some((&modulation.norm2, &mut *u)),
     );
     linear_into(u, batch, tokens, &block.fc1, &mut ws.mlp, false);
-    bias_gelu_rows(&mut ws.mlp, block.fc1.bias.as_slice(), config.flavor);
+    bias_gelu_rows(&mut ws.mlp, block.fc1.bias.as_slice(), config.flavor.gelu());
     linear_into(
         &ws.mlp,
         batch,
@@ -108,28 +108,20 @@ pub fn run_block(
     );
 }
 
-/// `v = GELU(v + b)` on every row; tanh GELU for `dit`, exact for `edifice`.
-fn bias_gelu_rows(values: &mut [f32], bias: &[f32], flavor: Flavor) {
+/// `v = GELU(v + b)` on every row, with the flavor's GELU.
+fn bias_gelu_rows(values: &mut [f32], bias: &[f32], gelu: Gelu) {
     let rows = values.par_chunks_mut(bias.len()).with_min_len(4);
-    match flavor {
-        Flavor::Dit => rows.for_each(|row| {
+    match gelu {
+        Gelu::Tanh => rows.for_each(|row| {
             row.iter_mut()
                 .zip(bias)
                 .for_each(|(v, b)| *v = gelu_tanh(*v + b));
         }),
-        Flavor::Edifice => rows.for_each(|row| {
+        Gelu::Erf => rows.for_each(|row| {
             row.iter_mut()
                 .zip(bias)
                 .for_each(|(v, b)| *v = gelu_erf(*v + b));
         }),
-    }
-}
-
-/// LayerNorm epsilon of a flavor (SPEC: 1e-6 for `dit`, 1e-5 for `edifice`).
-pub fn layer_norm_eps(flavor: Flavor) -> f32 {
-    match flavor {
-        Flavor::Dit => 1e-6,
-        Flavor::Edifice => 1e-5,
     }
 }
 
@@ -194,7 +186,7 @@ impl Block {
                 format!("must be [B, h] = [{batch}, {h}]; got {:?}", c.shape()),
             ));
         }
-        let eps = layer_norm_eps(self.config.flavor);
+        let eps = self.config.flavor.layer_norm_eps();
         let c_act = activate_condition(self.config.flavor, c.data().to_vec());
         let modulation = block_modulation(&self.params, &c_act, batch, h, eps);
         let mut out = x.data().to_vec();

@@ -5,7 +5,8 @@ use super::activation::silu;
 use super::linear::linear_rows;
 use super::norm::NormAffine;
 use super::params::{BlockParams, ClassEmbedding, CpuParams, FinalNorm, Linear, NormParams};
-use crate::config::Flavor;
+use crate::model::Flavor;
+use crate::model::adaln::{BLOCK_CHUNKS, BlockChunk, FINAL_CHUNKS, FinalChunk};
 use crate::model::embedding::timestep_features;
 
 /// Applies SiLU to every value.
@@ -57,7 +58,7 @@ pub fn condition(params: &CpuParams, t: &[f32], y: Option<&[i64]>) -> Vec<f32> {
 
 /// `a(c)`: SiLU for `dit`, identity for `edifice` (SPEC, "The block").
 pub fn activate_condition(flavor: Flavor, mut c: Vec<f32>) -> Vec<f32> {
-    if flavor == Flavor::Dit {
+    if flavor.silu_before_adaln() {
         silu_in_place(&mut c);
     }
     c
@@ -85,21 +86,28 @@ pub fn block_modulation(
     eps: f32,
 ) -> BlockModulation {
     let m = linear_rows(c_act, batch, &block.adaln);
-    let part = |k: usize| -> Vec<f32> {
-        m.chunks(6 * h)
-            .flat_map(|row| &row[k * h..(k + 1) * h])
-            .copied()
-            .collect()
-    };
+    let part = |chunk: BlockChunk| column_chunk(&m, BLOCK_CHUNKS * h, chunk.column(h), h);
     let (norm1, norm2) = match &block.norms {
         Some((n1, n2)) => (Some(n1), Some(n2)),
         None => (None, None),
     };
     BlockModulation {
-        norm1: modulated(norm1, &part(0), &part(1), h, eps),
-        gate1: part(2),
-        norm2: modulated(norm2, &part(3), &part(4), h, eps),
-        gate2: part(5),
+        norm1: modulated(
+            norm1,
+            &part(BlockChunk::ShiftAttention),
+            &part(BlockChunk::ScaleAttention),
+            h,
+            eps,
+        ),
+        gate1: part(BlockChunk::GateAttention),
+        norm2: modulated(
+            norm2,
+            &part(BlockChunk::ShiftMlp),
+            &part(BlockChunk::ScaleMlp),
+            h,
+            eps,
+        ),
+        gate2: part(BlockChunk::GateMlp),
     }
 }
 
@@ -110,13 +118,14 @@ pub fn final_modulation(params: &CpuParams, c_act: &[f32], batch: usize, eps: f3
     match &params.final_norm {
         FinalNorm::Modulated(adaln) => {
             let m = linear_rows(c_act, batch, adaln);
-            let part = |k: usize| -> Vec<f32> {
-                m.chunks(2 * h)
-                    .flat_map(|row| &row[k * h..(k + 1) * h])
-                    .copied()
-                    .collect()
-            };
-            modulated(None, &part(0), &part(1), h, eps)
+            let part = |chunk: FinalChunk| column_chunk(&m, FINAL_CHUNKS * h, chunk.column(h), h);
+            modulated(
+                None,
+                &part(FinalChunk::Shift),
+                &part(FinalChunk::Scale),
+                h,
+                eps,
+            )
         }
         FinalNorm::Affine(norm) => NormAffine {
             scale: norm.weight.as_slice().repeat(batch),
@@ -124,6 +133,14 @@ pub fn final_modulation(params: &CpuParams, c_act: &[f32], batch: usize, eps: f3
             eps,
         },
     }
+}
+
+/// Columns `[column, column + width)` of every `row_width`-wide row of `rows`, packed.
+fn column_chunk(rows: &[f32], row_width: usize, column: usize, width: usize) -> Vec<f32> {
+    rows.chunks(row_width)
+        .flat_map(|row| &row[column..column + width])
+        .copied()
+        .collect()
 }
 
 /// `LN(x)·γ + β` then `·(1 + scale) + shift` as one affine: scale' = γ(1 + s), shift' = β(1 + s) + t.

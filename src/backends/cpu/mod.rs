@@ -21,7 +21,7 @@ use crate::model::position_cache::{DEFAULT_POSITION_CACHE_BYTES, PositionCache};
 use crate::model::{ForwardShape, Grid, Input};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
-use block::{Workspace, layer_norm_eps, run_block};
+use block::{Workspace, run_block};
 use conditioning::{activate_condition, block_modulation, condition, final_modulation};
 use linear::linear_into;
 use norm::norm_rows;
@@ -87,7 +87,7 @@ impl Backend for CpuBackend {
         let config = &params.config;
         let (batch, tokens, h) = (shape.batch, shape.tokens, config.hidden_size);
         let rows = batch * tokens;
-        let eps = layer_norm_eps(config.flavor);
+        let eps = config.flavor.layer_norm_eps();
 
         let c = activate_condition(config.flavor, condition(params, input.t, input.y));
         let modulations: Vec<_> = params

@@ -1,8 +1,9 @@
 //! The model's parameters as f32 slices for the CPU backend: zero-copy views of the mapped
 //! weights file when it stores aligned F32, converted once otherwise.
 
-use crate::config::{Config, Flavor};
 use crate::error::Result;
+use crate::model::tensors::POS_EMBED;
+use crate::model::{BlockModule, ClassEmbeddingKind, Config, Module};
 use crate::tensor::SharedF32;
 use crate::weights::Weights;
 
@@ -20,14 +21,14 @@ pub struct Linear {
 }
 
 impl Linear {
-    fn load(weights: &Weights, prefix: &str) -> Result<Self> {
-        let name = format!("{prefix}.weight");
+    fn load(weights: &Weights, module: Module) -> Result<Self> {
+        let name = module.weight();
         let shape = &weights.raw(&name)?.shape;
         Ok(Linear {
             out: shape[0],
             inp: shape[1],
             weight: weights.f32(&name)?,
-            bias: weights.f32(&format!("{prefix}.bias"))?,
+            bias: weights.f32(&module.bias())?,
         })
     }
 }
@@ -42,10 +43,10 @@ pub struct NormParams {
 }
 
 impl NormParams {
-    fn load(weights: &Weights, prefix: &str) -> Result<Self> {
+    fn load(weights: &Weights, module: Module) -> Result<Self> {
         Ok(NormParams {
-            weight: weights.f32(&format!("{prefix}.weight"))?,
-            bias: weights.f32(&format!("{prefix}.bias"))?,
+            weight: weights.f32(&module.weight())?,
+            bias: weights.f32(&module.bias())?,
         })
     }
 }
@@ -81,21 +82,22 @@ pub struct BlockParams {
 impl BlockParams {
     /// Block `i` of `weights`.
     pub fn load(weights: &Weights, i: usize) -> Result<Self> {
-        let b = format!("blocks.{i}");
-        let norms = match weights.config().flavor {
-            Flavor::Edifice => Some((
-                NormParams::load(weights, &format!("{b}.norm1"))?,
-                NormParams::load(weights, &format!("{b}.norm2"))?,
-            )),
-            Flavor::Dit => None,
+        let block = |part| Module::Block(i, part);
+        let norms = if weights.config().flavor.affine_norms() {
+            Some((
+                NormParams::load(weights, block(BlockModule::Norm1))?,
+                NormParams::load(weights, block(BlockModule::Norm2))?,
+            ))
+        } else {
+            None
         };
         Ok(BlockParams {
-            adaln: Linear::load(weights, &format!("{b}.adaLN_modulation.1"))?,
+            adaln: Linear::load(weights, block(BlockModule::Adaln))?,
             norms,
-            qkv: Linear::load(weights, &format!("{b}.attn.qkv"))?,
-            proj: Linear::load(weights, &format!("{b}.attn.proj"))?,
-            fc1: Linear::load(weights, &format!("{b}.mlp.fc1"))?,
-            fc2: Linear::load(weights, &format!("{b}.mlp.fc2"))?,
+            qkv: Linear::load(weights, block(BlockModule::Qkv))?,
+            proj: Linear::load(weights, block(BlockModule::Proj))?,
+            fc1: Linear::load(weights, block(BlockModule::Fc1))?,
+            fc2: Linear::load(weights, block(BlockModule::Fc2))?,
         })
     }
 }
@@ -134,39 +136,39 @@ impl CpuParams {
     /// Views every tensor of `weights`.
     pub fn load(weights: &Weights) -> Result<Self> {
         let config = weights.config().clone();
-        let edifice = config.flavor == Flavor::Edifice;
-        let class = match (config.num_classes, edifice) {
-            (None, _) => ClassEmbedding::None,
-            (Some(_), false) => {
-                ClassEmbedding::Table(weights.f32("y_embedder.embedding_table.weight")?)
+        let flavor = config.flavor;
+        let class = match config.num_classes.map(|_| flavor.class_embedding()) {
+            None => ClassEmbedding::None,
+            Some(ClassEmbeddingKind::Table) => {
+                ClassEmbedding::Table(weights.f32(&Module::ClassTable.weight())?)
             }
-            (Some(_), true) => ClassEmbedding::Mlp(
-                Linear::load(weights, "y_embedder.mlp.0")?,
-                Linear::load(weights, "y_embedder.mlp.2")?,
+            Some(ClassEmbeddingKind::Mlp) => ClassEmbedding::Mlp(
+                Linear::load(weights, Module::ClassMlpIn)?,
+                Linear::load(weights, Module::ClassMlpOut)?,
             ),
         };
-        let final_norm = if edifice {
-            FinalNorm::Affine(NormParams::load(weights, "final_layer.norm_final")?)
+        let final_norm = if flavor.modulated_final_layer() {
+            FinalNorm::Modulated(Linear::load(weights, Module::FinalAdaln)?)
         } else {
-            FinalNorm::Modulated(Linear::load(weights, "final_layer.adaLN_modulation.1")?)
+            FinalNorm::Affine(NormParams::load(weights, Module::FinalNorm)?)
         };
         Ok(CpuParams {
-            x_embedder: Linear::load(weights, "x_embedder")?,
-            pos_embed: if edifice {
-                Some(weights.f32("pos_embed")?)
+            x_embedder: Linear::load(weights, Module::XEmbedder)?,
+            pos_embed: if flavor.learned_position() {
+                Some(weights.f32(POS_EMBED)?)
             } else {
                 None
             },
             t_mlp: (
-                Linear::load(weights, "t_embedder.mlp.0")?,
-                Linear::load(weights, "t_embedder.mlp.2")?,
+                Linear::load(weights, Module::TimeMlpIn)?,
+                Linear::load(weights, Module::TimeMlpOut)?,
             ),
             class,
             blocks: (0..config.num_layers)
                 .map(|i| BlockParams::load(weights, i))
                 .collect::<Result<_>>()?,
             final_norm,
-            final_linear: Linear::load(weights, "final_layer.linear")?,
+            final_linear: Linear::load(weights, Module::FinalLinear)?,
             config,
         })
     }

@@ -7,8 +7,8 @@ use super::ops::{Ops, StorageType};
 use super::plan::Plan;
 use super::profile::Profiler;
 use super::weights::{DeviceLinear, DeviceWeights};
-use crate::config::{Config, Flavor};
 use crate::error::Result;
+use crate::model::{Config, Flavor};
 
 fn gemm_type(dtype: StorageType) -> GemmType {
     match dtype {

@@ -24,8 +24,8 @@ pub use module::{KernelBuild, kernel_build};
 pub use ops::StorageType;
 
 use super::{Backend, Precision};
-use crate::config::Config;
 use crate::error::{Error, Result};
+use crate::model::Config;
 use crate::model::embedding::sincos_positions;
 use crate::model::position_cache::{DEFAULT_POSITION_CACHE_BYTES, PositionCache};
 use crate::model::{ForwardShape, Grid, Input};
@@ -392,7 +392,7 @@ impl State {
         profile: bool,
     ) -> Result<Option<Profiler>> {
         let positions = match config.flavor {
-            crate::config::Flavor::Dit => {
+            crate::model::Flavor::Dit => {
                 let h = config.hidden_size;
                 let bytes = grid.tokens() * h * std::mem::size_of::<f32>();
                 let compute = &self.compute;
@@ -401,7 +401,7 @@ impl State {
                     DeviceBuffer::upload(compute, bytemuck::cast_slice(&table))
                 })?)
             }
-            crate::config::Flavor::Edifice => None,
+            crate::model::Flavor::Edifice => None,
         };
         let address = positions.as_ref().map_or(0, |p| p.addr());
         let plan = plan_mut(&mut self.plans, key)?;

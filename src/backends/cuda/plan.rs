@@ -5,8 +5,8 @@
 use super::device::device_error;
 use super::ops::{StorageType, attention_chunk};
 use super::weights::DeviceBuffer;
-use crate::config::{Config, Flavor};
 use crate::error::Result;
+use crate::model::{Config, Flavor};
 use cudarc::driver::{CudaGraph, CudaStream, PinnedHostSlice};
 use std::sync::Arc;
 

@@ -4,8 +4,8 @@
 
 use super::device::device_error;
 use super::ops::StorageType;
-use crate::config::Flavor;
 use crate::error::Result;
+use crate::model::Flavor;
 use crate::weights::Weights;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 use std::sync::Arc;

@@ -4,6 +4,8 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+use super::flavor::Flavor;
+
 /// Hard caps on the config's sizes. They keep every size product the runtime computes
 /// (`6·h·h`, `h·m`, `D·h`, `C·h`, a tensor's byte count) exact in 64 bits, so a hostile file
 /// or flag is a validation error that names the field instead of a wrapped size.
@@ -25,50 +27,6 @@ pub mod caps {
     /// too-large value, with the bytes it would need; this cap only keeps `D·h` and `C·h`
     /// below 2^60.
     pub const MAX_LINEAR_DIM: usize = 1 << 40;
-}
-
-/// Which architecture the weights describe (SPEC, "Flavor").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum Flavor {
-    /// DiT conventions: SiLU before adaLN, LayerNorm without affine, tanh GELU, 2-D sin-cos
-    /// positions, class table with a null row, modulated final layer.
-    #[default]
-    Dit,
-    /// Exactly what Elixir's `Edifice.Generative.LinearDiT` computes: affine LayerNorms, exact
-    /// GELU, one learned position vector, one-hot class MLP, plain final norm.
-    Edifice,
-}
-
-impl Flavor {
-    /// The name used in files and on the command line.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Flavor::Dit => "dit",
-            Flavor::Edifice => "edifice",
-        }
-    }
-}
-
-impl std::str::FromStr for Flavor {
-    type Err = Error;
-
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "dit" => Ok(Flavor::Dit),
-            "edifice" => Ok(Flavor::Edifice),
-            other => Err(Error::config(
-                "flavor",
-                format!("is `{other}`, expected `dit` or `edifice`"),
-            )),
-        }
-    }
-}
-
-impl std::fmt::Display for Flavor {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 /// A Linear DiT configuration, serialised as the `linear_dit.config` metadata of a weights file.
@@ -232,12 +190,10 @@ impl Config {
         (self.hidden_size as f64 * self.mlp_ratio).round() as usize
     }
 
-    /// Width of the timestep frequency embedding: 256 for `dit`, 2·⌊h/2⌋ for `edifice`.
+    /// Width of the timestep frequency embedding: 256 for `dit`, 2·⌊h/2⌋ for `edifice`
+    /// ([`crate::model::embedding::timestep_feature_width`]).
     pub fn time_freq_dim(&self) -> usize {
-        match self.flavor {
-            Flavor::Dit => 256,
-            Flavor::Edifice => 2 * (self.hidden_size / 2),
-        }
+        super::embedding::timestep_feature_width(self)
     }
 
     /// Width of each output token (= `input_dim`), as Edifice's `output_size/1`.
