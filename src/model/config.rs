@@ -4,6 +4,7 @@
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
+use super::config_fields::config_fields;
 use super::flavor::Flavor;
 
 /// Hard caps on the config's sizes. They keep every size product the runtime computes
@@ -29,36 +30,38 @@ pub mod caps {
     pub const MAX_LINEAR_DIM: usize = 1 << 40;
 }
 
-/// A Linear DiT configuration, serialised as the `linear_dit.config` metadata of a weights file.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Config {
-    /// Patch dimension D = channels × patch_size² (input and output width per token).
-    pub input_dim: usize,
-    /// Transformer width h.
-    #[serde(default = "defaults::hidden_size")]
-    pub hidden_size: usize,
-    /// Number of Linear DiT blocks L.
-    #[serde(default = "defaults::num_layers")]
-    pub num_layers: usize,
-    /// Attention heads H; head_dim = h / H.
-    #[serde(default = "defaults::num_heads")]
-    pub num_heads: usize,
-    /// MLP width m = round(h × mlp_ratio).
-    #[serde(default = "defaults::mlp_ratio")]
-    pub mlp_ratio: f64,
-    /// Number of classes C; `None` is unconditional.
-    #[serde(default)]
-    pub num_classes: Option<usize>,
-    /// Diffusion steps of the training schedule; valid timesteps lie in `[0, num_steps)`.
-    #[serde(default = "defaults::num_steps")]
-    pub num_steps: usize,
-    /// Patch size p used by [`crate::patchify`] / [`crate::unpatchify`].
-    #[serde(default = "defaults::patch_size")]
-    pub patch_size: usize,
-    /// Architecture flavor.
-    #[serde(default)]
-    pub flavor: Flavor,
+config_fields! {
+    /// A Linear DiT configuration, serialised as the `linear_dit.config` metadata of a weights file.
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Config {
+        /// Patch dimension D = channels × patch_size² (input and output width per token).
+        pub input_dim: usize => usize,
+        /// Transformer width h.
+        #[serde(default = "defaults::hidden_size")]
+        pub hidden_size: usize => usize,
+        /// Number of Linear DiT blocks L.
+        #[serde(default = "defaults::num_layers")]
+        pub num_layers: usize => usize,
+        /// Attention heads H; head_dim = h / H.
+        #[serde(default = "defaults::num_heads")]
+        pub num_heads: usize => usize,
+        /// MLP width m = round(h × mlp_ratio).
+        #[serde(default = "defaults::mlp_ratio")]
+        pub mlp_ratio: f64 => f64,
+        /// Number of classes C; `None` is unconditional.
+        #[serde(default)]
+        pub num_classes: Option<usize> => usize,
+        /// Diffusion steps of the training schedule; valid timesteps lie in `[0, num_steps)`.
+        #[serde(default = "defaults::num_steps")]
+        pub num_steps: usize => usize,
+        /// Patch size p used by [`crate::patchify`] / [`crate::unpatchify`].
+        #[serde(default = "defaults::patch_size")]
+        pub patch_size: usize => usize,
+        /// Architecture flavor.
+        #[serde(default)]
+        pub flavor: Flavor => Flavor,
+    }
 }
 
 mod defaults {
@@ -498,30 +501,6 @@ mod tests {
     }
 }
 
-/// Config fields given explicitly (command-line flags, a service's settings); unset fields
-/// come from the weights file, or from SPEC's defaults.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ConfigOverrides {
-    /// `input_dim`.
-    pub input_dim: Option<usize>,
-    /// `hidden_size`.
-    pub hidden_size: Option<usize>,
-    /// `num_layers`.
-    pub num_layers: Option<usize>,
-    /// `num_heads`.
-    pub num_heads: Option<usize>,
-    /// `mlp_ratio`.
-    pub mlp_ratio: Option<f64>,
-    /// `num_classes` (`Some(n)`; an unconditional model is the absence of class tensors).
-    pub num_classes: Option<usize>,
-    /// `num_steps`.
-    pub num_steps: Option<usize>,
-    /// `patch_size`.
-    pub patch_size: Option<usize>,
-    /// `flavor`.
-    pub flavor: Option<Flavor>,
-}
-
 impl ConfigOverrides {
     /// A config from these fields over SPEC's defaults (`input_dim` defaults to 64, as in
     /// [`Config::recommended`]); validated.
@@ -529,36 +508,6 @@ impl ConfigOverrides {
         let config = self.apply_to(Config::recommended());
         config.validate()?;
         Ok(config)
-    }
-
-    /// `base` with every set field replaced.
-    pub fn apply_to(&self, base: Config) -> Config {
-        Config {
-            input_dim: self.input_dim.unwrap_or(base.input_dim),
-            hidden_size: self.hidden_size.unwrap_or(base.hidden_size),
-            num_layers: self.num_layers.unwrap_or(base.num_layers),
-            num_heads: self.num_heads.unwrap_or(base.num_heads),
-            mlp_ratio: self.mlp_ratio.unwrap_or(base.mlp_ratio),
-            num_classes: self.num_classes.or(base.num_classes),
-            num_steps: self.num_steps.unwrap_or(base.num_steps),
-            patch_size: self.patch_size.unwrap_or(base.patch_size),
-            flavor: self.flavor.unwrap_or(base.flavor),
-        }
-    }
-
-    /// Whether each field is set, in [`CONFIG_FIELDS`] order.
-    pub fn set_fields(&self) -> [bool; 9] {
-        [
-            self.input_dim.is_some(),
-            self.hidden_size.is_some(),
-            self.num_layers.is_some(),
-            self.num_heads.is_some(),
-            self.mlp_ratio.is_some(),
-            self.num_classes.is_some(),
-            self.num_steps.is_some(),
-            self.patch_size.is_some(),
-            self.flavor.is_some(),
-        ]
     }
 
     /// The sources of [`ConfigOverrides::to_config`]'s fields: given when set, else default.
@@ -573,48 +522,7 @@ impl ConfigOverrides {
             (CONFIG_FIELDS[i], source)
         })
     }
-
-    /// The first set field whose value differs from `config`, as (field, given, actual).
-    pub fn first_conflict(&self, config: &Config) -> Option<(&'static str, String, String)> {
-        fn differs<T: PartialEq + std::fmt::Debug>(
-            field: &'static str,
-            given: Option<T>,
-            actual: T,
-        ) -> Option<(&'static str, String, String)> {
-            given
-                .filter(|g| *g != actual)
-                .map(|g| (field, format!("{g:?}"), format!("{actual:?}")))
-        }
-        differs("input_dim", self.input_dim, config.input_dim)
-            .or_else(|| differs("hidden_size", self.hidden_size, config.hidden_size))
-            .or_else(|| differs("num_layers", self.num_layers, config.num_layers))
-            .or_else(|| differs("num_heads", self.num_heads, config.num_heads))
-            .or_else(|| differs("mlp_ratio", self.mlp_ratio, config.mlp_ratio))
-            .or_else(|| {
-                differs(
-                    "num_classes",
-                    self.num_classes.map(Some),
-                    config.num_classes,
-                )
-            })
-            .or_else(|| differs("num_steps", self.num_steps, config.num_steps))
-            .or_else(|| differs("patch_size", self.patch_size, config.patch_size))
-            .or_else(|| differs("flavor", self.flavor, config.flavor))
-    }
 }
-
-/// The config fields, in SPEC's order (the names of the `linear_dit.config` JSON).
-pub const CONFIG_FIELDS: [&str; 9] = [
-    "input_dim",
-    "hidden_size",
-    "num_layers",
-    "num_heads",
-    "mlp_ratio",
-    "num_classes",
-    "num_steps",
-    "patch_size",
-    "flavor",
-];
 
 /// Where one config field's value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -643,7 +551,7 @@ impl FieldSource {
 }
 
 /// The source of every config field, in [`CONFIG_FIELDS`] order.
-pub type ConfigSources = [(&'static str, FieldSource); 9];
+pub type ConfigSources = [(&'static str, FieldSource); FIELD_COUNT];
 
 /// Every field from the same source.
 pub fn all_from(source: FieldSource) -> ConfigSources {

@@ -7,6 +7,7 @@
 
 pub mod adaln;
 pub mod config;
+mod config_fields;
 pub mod embedding;
 pub mod flavor;
 mod input;

@@ -1,0 +1,104 @@
+//! The config's field list, written once. [`config_fields!`] takes the declaration of
+//! [`Config`](super::Config) and derives from the same list the overrides struct, the field
+//! names in SPEC order, and the per-field operations (apply, which are set, first conflict),
+//! so adding a field is one edit.
+
+/// A config field's value as an override gives it: most fields take the value itself, an
+/// optional field (`num_classes`) is set by giving its inner value.
+pub(crate) trait FieldValue<Given> {
+    /// The field's value for an override `given`.
+    fn from_given(given: Given) -> Self;
+}
+
+impl<T> FieldValue<T> for T {
+    fn from_given(given: T) -> T {
+        given
+    }
+}
+
+impl<T> FieldValue<T> for Option<T> {
+    fn from_given(given: T) -> Option<T> {
+        Some(given)
+    }
+}
+
+/// Declares `Config` (as written, attributes included) and, from the same field list:
+/// `ConfigOverrides` (each field `Option<Given>`), `CONFIG_FIELDS`, `FIELD_COUNT`, and
+/// `ConfigOverrides::{apply_to, set_fields, first_conflict}`.
+macro_rules! config_fields {
+    (
+        $(#[$config_meta:meta])*
+        pub struct Config {
+            $(
+                $(#[$field_meta:meta])*
+                pub $field:ident: $ty:ty => $given:ty,
+            )*
+        }
+    ) => {
+        $(#[$config_meta])*
+        pub struct Config {
+            $(
+                $(#[$field_meta])*
+                pub $field: $ty,
+            )*
+        }
+
+        /// Config fields given explicitly (command-line flags, a service's settings); unset
+        /// fields come from the weights file, or from SPEC's defaults. Each field is
+        /// documented on [`Config`].
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct ConfigOverrides {
+            $(
+                #[doc = concat!("[`Config::", stringify!($field), "`], when given.")]
+                pub $field: Option<$given>,
+            )*
+        }
+
+        /// The number of config fields.
+        pub const FIELD_COUNT: usize = [$(stringify!($field)),*].len();
+
+        /// The config fields, in SPEC's order (the names of the `linear_dit.config` JSON).
+        pub const CONFIG_FIELDS: [&str; FIELD_COUNT] = [$(stringify!($field)),*];
+
+        impl ConfigOverrides {
+            /// `base` with every set field replaced.
+            pub fn apply_to(&self, base: Config) -> Config {
+                use $crate::model::config_fields::FieldValue;
+                Config {
+                    $(
+                        $field: match self.$field.clone() {
+                            Some(given) => FieldValue::from_given(given),
+                            None => base.$field,
+                        },
+                    )*
+                }
+            }
+
+            /// Whether each field is set, in [`CONFIG_FIELDS`] order.
+            pub fn set_fields(&self) -> [bool; FIELD_COUNT] {
+                [$(self.$field.is_some()),*]
+            }
+
+            /// The first set field whose value differs from `config`, as (field, given,
+            /// actual).
+            pub fn first_conflict(&self, config: &Config) -> Option<(&'static str, String, String)> {
+                use $crate::model::config_fields::FieldValue;
+                $(
+                    if let Some(given) = self.$field.clone() {
+                        let given: $ty = FieldValue::from_given(given);
+                        if given != config.$field {
+                            return Some((
+                                stringify!($field),
+                                format!("{given:?}"),
+                                format!("{:?}", config.$field),
+                            ));
+                        }
+                    }
+                )*
+                None
+            }
+        }
+    };
+}
+
+pub(crate) use config_fields;
