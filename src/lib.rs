@@ -22,6 +22,7 @@
 //! ```
 
 pub mod backends;
+pub mod dtype;
 pub mod engine;
 pub mod error;
 pub mod image;
@@ -37,9 +38,9 @@ pub mod weights;
 
 pub use backends::cpu::Block;
 pub use backends::{Device, Precision};
+pub use dtype::DType;
 pub use error::{Error, Result};
 pub use model::{Config, ConfigOverrides, Flavor, Grid, Input, patchify, unpatchify};
 pub use runtime::Model;
 pub use tensor::Tensor;
-pub use tensor_file::DType;
 pub use weights::{InitKind, Weights};

@@ -5,6 +5,8 @@
 //! (zero copy: tensors are views into the map) and checks the whole header before anything
 //! is used, so a truncated or corrupt file is one clear error rather than a crash later.
 
+pub use crate::dtype::DType;
+use crate::dtype::{decode_f32, encode_f32};
 use crate::error::{Error, Result};
 use crate::limits::{bytes_of, check_alloc, checked_product};
 use memmap2::{Mmap, MmapMut};
@@ -19,39 +21,7 @@ use std::sync::Arc;
 #[cfg(target_endian = "big")]
 compile_error!("safetensors data is little-endian; big-endian hosts are not supported");
 
-/// Element types linear-dit reads and writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DType {
-    /// IEEE binary32.
-    F32,
-    /// bfloat16.
-    BF16,
-    /// IEEE binary16.
-    F16,
-    /// Signed 64-bit integer (class labels).
-    I64,
-}
-
 impl DType {
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            DType::F32 => 4,
-            DType::BF16 | DType::F16 => 2,
-            DType::I64 => 8,
-        }
-    }
-
-    /// The safetensors spelling (`F32`, `BF16`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DType::F32 => "F32",
-            DType::BF16 => "BF16",
-            DType::F16 => "F16",
-            DType::I64 => "I64",
-        }
-    }
-
     fn from_safetensors(dtype: Dtype) -> Option<DType> {
         match dtype {
             Dtype::F32 => Some(DType::F32),
@@ -70,39 +40,6 @@ impl DType {
             DType::I64 => Dtype::I64,
         }
     }
-}
-
-impl std::fmt::Display for DType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for DType {
-    type Err = String;
-
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "f32" | "fp32" | "float32" => Ok(DType::F32),
-            "bf16" | "bfloat16" => Ok(DType::BF16),
-            "f16" | "fp16" | "float16" => Ok(DType::F16),
-            other => Err(format!(
-                "unknown dtype `{other}` (expected f32, bf16 or f16)"
-            )),
-        }
-    }
-}
-
-/// The largest finite fp16 value.
-const F16_MAX: f32 = 65504.0;
-
-/// `v` as fp16 under the project's one fp16 overflow policy (kernels/README.md, "fp16
-/// overflow policy"): clamped to ±65504 before rounding, so a large weight or activation
-/// (±inf included, as in the kernels' clamp) saturates instead of becoming ±inf; NaN stays
-/// NaN; everything else rounds to nearest even, subnormals included. The file writer and the
-/// device upload both use it, so a weight has the same fp16 value on disk and on the GPU.
-pub(crate) fn f16_saturating(v: f32) -> half::f16 {
-    half::f16::from_f32(v.clamp(-F16_MAX, F16_MAX))
 }
 
 /// Where a tensor's bytes live: inside a shared memory map, or owned.
@@ -165,21 +102,13 @@ impl RawTensor {
     }
 
     /// Stores `values` as `dtype` (F32, BF16 or F16; rounding to nearest even). F16 follows
-    /// the fp16 overflow policy of [`f16_saturating`]: finite values beyond ±65504 are stored
+    /// the fp16 overflow policy of [`crate::dtype::f16_saturating`]: finite values beyond ±65504 are stored
     /// as ±65504, not ±inf.
     pub fn from_f32_as(dtype: DType, shape: Vec<usize>, values: &[f32]) -> Self {
-        let bytes = match dtype {
-            DType::F32 | DType::I64 => return RawTensor::from_f32(shape, values),
-            DType::BF16 => values
-                .iter()
-                .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-                .collect(),
-            DType::F16 => values
-                .iter()
-                .flat_map(|&v| f16_saturating(v).to_le_bytes())
-                .collect(),
-        };
-        RawTensor::owned(dtype, shape, bytes)
+        match encode_f32(dtype, values) {
+            Some(bytes) => RawTensor::owned(dtype, shape, bytes),
+            None => RawTensor::from_f32(shape, values),
+        }
     }
 
     /// An I64 tensor from values.
@@ -218,27 +147,10 @@ impl RawTensor {
         self.check_len(name)?;
         let numel = self.bytes.as_slice().len() / self.dtype.size();
         check_alloc(name, bytes_of(&[numel], 4))?;
-        let bytes = self.bytes.as_slice();
-        Ok(match self.dtype {
-            DType::F32 => bytes
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            DType::BF16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            DType::F16 => bytes
-                .chunks_exact(2)
-                .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-                .collect(),
-            DType::I64 => {
-                return Err(Error::UnsupportedDtype {
-                    name: name.to_string(),
-                    dtype: self.dtype.to_string(),
-                    expected: "F32, BF16 or F16",
-                });
-            }
+        decode_f32(self.dtype, self.bytes.as_slice()).ok_or_else(|| Error::UnsupportedDtype {
+            name: name.to_string(),
+            dtype: self.dtype.to_string(),
+            expected: "F32, BF16 or F16",
         })
     }
 
@@ -829,31 +741,5 @@ impl safetensors::View for View<'_> {
 
     fn data_len(&self) -> usize {
         self.0.bytes.as_slice().len()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::f16_saturating;
-
-    #[test]
-    fn f16_saturates_instead_of_overflowing() {
-        let f = |v: f32| f16_saturating(v).to_f32();
-        assert_eq!(f(65504.0), 65504.0);
-        assert_eq!(f(65504.5), 65504.0);
-        assert_eq!(f(65519.0), 65504.0); // would round up to inf without the clamp
-        assert_eq!(f(1e6), 65504.0);
-        assert_eq!(f(-1e6), -65504.0);
-        assert_eq!(f(f32::INFINITY), 65504.0);
-        assert_eq!(f(f32::NEG_INFINITY), -65504.0);
-        assert!(f(f32::NAN).is_nan());
-        assert_eq!(f(1.5), 1.5);
-        assert_eq!(f(-0.0).to_bits(), (-0.0f32).to_bits());
-        // fp16 subnormals round to nearest even; an f32 subnormal underflows to zero.
-        let tiny = 2f32.powi(-24); // the smallest fp16 subnormal
-        assert_eq!(f(tiny), tiny);
-        assert_eq!(f(tiny / 2.0), 0.0); // a tie: rounds to the even zero
-        assert_eq!(f(tiny * 1.5), tiny * 2.0); // a tie: rounds to the even 2·tiny
-        assert_eq!(f(1e-40), 0.0);
     }
 }

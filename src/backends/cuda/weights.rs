@@ -49,7 +49,7 @@ impl DeviceBuffer {
 }
 
 /// `values` in the storage type's little-endian bytes; fp16 under the one saturating policy
-/// the file writer uses too ([`crate::tensor_file::f16_saturating`]).
+/// the file writer uses too ([`crate::dtype::f16_saturating`]).
 pub fn storage_bytes(values: &[f32], dtype: StorageType) -> Vec<u8> {
     match dtype {
         StorageType::F32 => bytemuck::cast_slice(values).to_vec(),
@@ -59,7 +59,7 @@ pub fn storage_bytes(values: &[f32], dtype: StorageType) -> Vec<u8> {
             .collect(),
         StorageType::F16 => values
             .iter()
-            .flat_map(|&v| crate::tensor_file::f16_saturating(v).to_le_bytes())
+            .flat_map(|&v| crate::dtype::f16_saturating(v).to_le_bytes())
             .collect(),
     }
 }
