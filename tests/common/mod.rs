@@ -5,6 +5,7 @@ use linear_dit::tensor_file::TensorFile;
 use linear_dit::{Config, ConfigOverrides, Grid, InitKind, Tensor, Weights};
 use std::path::PathBuf;
 
+pub mod devices;
 pub mod digits;
 pub mod server;
 

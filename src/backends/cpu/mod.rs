@@ -4,6 +4,8 @@
 
 pub(crate) mod activation;
 pub(crate) mod attention;
+#[cfg(test)]
+mod attention_reference;
 mod block;
 pub(crate) mod conditioning;
 mod gemm;
@@ -11,7 +13,6 @@ pub(crate) mod linear;
 pub(crate) mod norm;
 pub(crate) mod params;
 
-pub use attention::{AttentionShape, linear_attention};
 pub use block::Block;
 
 use super::Backend;
