@@ -8,23 +8,35 @@
 pub(crate) trait FieldValue<Given> {
     /// The field's value for an override `given`.
     fn from_given(given: Given) -> Self;
+
+    /// The override that gives this value (`None` for an unset optional field).
+    fn to_given(&self) -> Option<Given>;
 }
 
-impl<T> FieldValue<T> for T {
+impl<T: Clone> FieldValue<T> for T {
     fn from_given(given: T) -> T {
         given
     }
+
+    fn to_given(&self) -> Option<T> {
+        Some(self.clone())
+    }
 }
 
-impl<T> FieldValue<T> for Option<T> {
+impl<T: Clone> FieldValue<T> for Option<T> {
     fn from_given(given: T) -> Option<T> {
         Some(given)
+    }
+
+    fn to_given(&self) -> Option<T> {
+        self.clone()
     }
 }
 
 /// Declares `Config` (as written, attributes included) and, from the same field list:
-/// `ConfigOverrides` (each field `Option<Given>`), `CONFIG_FIELDS`, `FIELD_COUNT`, and
-/// `ConfigOverrides::{apply_to, set_fields, first_conflict}`.
+/// `ConfigOverrides` (each field `Option<Given>`), `CONFIG_FIELDS`, `FIELD_COUNT`,
+/// `ConfigOverrides::{apply_to, set_fields, first_conflict}`, and the overrides that give
+/// exactly a config (`From<&Config>`).
 macro_rules! config_fields {
     (
         $(#[$config_meta:meta])*
@@ -59,6 +71,16 @@ macro_rules! config_fields {
 
         /// The config fields, in SPEC's order (the names of the `linear_dit.config` JSON).
         pub const CONFIG_FIELDS: [&str; FIELD_COUNT] = [$(stringify!($field)),*];
+
+        impl From<&Config> for ConfigOverrides {
+            /// Every field of `config` given (an unconditional model's `num_classes` unset).
+            fn from(config: &Config) -> Self {
+                use $crate::model::config_fields::FieldValue;
+                ConfigOverrides {
+                    $($field: FieldValue::to_given(&config.$field),)*
+                }
+            }
+        }
 
         impl ConfigOverrides {
             /// `base` with every set field replaced.

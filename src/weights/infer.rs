@@ -43,15 +43,13 @@ pub fn fields_from_shapes(tensors: &BTreeMap<String, RawTensor>) -> ConfigOverri
         input_dim,
         hidden_size,
         num_layers: Some(num_layers),
-        num_heads: None,
         mlp_ratio,
         num_classes,
-        num_steps: None,
-        patch_size: None,
         flavor: Some(if edifice {
             Flavor::Edifice
         } else {
             Flavor::Dit
         }),
+        ..ConfigOverrides::default()
     }
 }

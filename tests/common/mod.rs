@@ -30,18 +30,8 @@ pub struct Fixture {
 pub fn load_fixture(name: &str) -> Fixture {
     let overrides = match std::fs::read_to_string(fixture(&format!("{name}.config.json"))) {
         Ok(json) => {
-            let c = linear_dit::Config::from_json(&json).expect("config json");
-            ConfigOverrides {
-                input_dim: Some(c.input_dim),
-                hidden_size: Some(c.hidden_size),
-                num_layers: Some(c.num_layers),
-                num_heads: Some(c.num_heads),
-                mlp_ratio: Some(c.mlp_ratio),
-                num_classes: c.num_classes,
-                num_steps: Some(c.num_steps),
-                patch_size: Some(c.patch_size),
-                flavor: Some(c.flavor),
-            }
+            let config = linear_dit::Config::from_json(&json).expect("config json");
+            ConfigOverrides::from(&config)
         }
         Err(_) => ConfigOverrides::default(),
     };
