@@ -148,7 +148,7 @@ impl<T: Element> DeviceSlice<T> {
         Ok(())
     }
 
-    /// Fails (an internal error: the arena plan and the launch disagree) unless the view
+    /// Fails (an internal error: the arena layout and the launch disagree) unless the view
     /// holds at least `needed` elements; `what` names the argument.
     pub(crate) fn require(self, what: &str, needed: usize) -> Result<()> {
         if self.len < needed {

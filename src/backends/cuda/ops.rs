@@ -4,12 +4,12 @@
 //! the weights; the long argument lists are structs (`launch_params.rs`).
 //!
 //! Every launcher is `unsafe`: a kernel reads and writes whatever its pointers address. Each
-//! checks that its views are long enough for the launch's extents (and storage-type views of
-//! the right type) and fails with an internal error otherwise; what it cannot check is that a
-//! view describes real memory, so each asks of its caller, in its `# Safety` section, that
-//! **every view addresses live device memory of this context that stays allocated — and is
-//! written by no other stream — until this stream has run the launch** (for a captured graph:
-//! as long as the graph may be replayed).
+//! checks that its views are long enough for the launch's extents (and that storage-type
+//! views have the storage type's element size), failing with an internal error otherwise.
+//! What it cannot check is that a view describes real memory, so each asks of its caller, in
+//! its `# Safety` section, that **every view addresses live device memory of this context
+//! that stays allocated — and is written by no other stream — until this stream has run the
+//! launch** (for a captured graph: as long as the graph may be replayed).
 
 use super::device::device_error;
 use super::device_slice::{DeviceSlice, Element, Storage, addr_or_null, strided_extent};

@@ -16,7 +16,7 @@ pub enum Stream {
 /// A step of a forward, in issue order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// A new plan's arena allocated and zero-filled (`cuMemAllocAsync` + `cuMemsetD8Async`,
+    /// A new shape's arena allocated and zero-filled (`cuMemAllocAsync` + `cuMemsetD8Async`,
     /// compute stream).
     NewArena,
     /// x, t and y copied from pinned staging into the arena (copy stream).
@@ -52,7 +52,7 @@ impl Step {
 
 /// The steps of one forward. A new arena is zero-filled on the compute stream, so the copy
 /// stream must wait for the fill before writing the inputs into it — otherwise the memset
-/// may land after the upload and the first forward of every new plan reads zeros.
+/// may land after the upload and the first forward of every new shape reads zeros.
 pub fn forward_steps(new_arena: bool) -> Vec<Step> {
     let mut steps = Vec::with_capacity(8);
     if new_arena {

@@ -8,6 +8,7 @@
 
 use super::super::device_slice::DeviceSlice;
 use super::super::launch_params::ModulationColumns;
+use crate::config::Config;
 use crate::error::Result;
 
 /// Chunks of h per block in the modulation matrix.
@@ -35,15 +36,21 @@ impl Branch {
 /// The modulation matrix of every block, fp32 `[B, layers·6·hidden]`.
 #[derive(Debug, Clone, Copy)]
 pub struct BlockModulation {
-    /// The matrix.
-    pub matrix: DeviceSlice<f32>,
-    /// Blocks.
-    pub layers: usize,
-    /// h.
-    pub hidden: usize,
+    matrix: DeviceSlice<f32>,
+    layers: usize,
+    hidden: usize,
 }
 
 impl BlockModulation {
+    /// The modulation matrix `matrix` of `config`'s blocks.
+    pub fn new(matrix: DeviceSlice<f32>, config: &Config) -> Self {
+        BlockModulation {
+            matrix,
+            layers: config.num_layers,
+            hidden: config.hidden_size,
+        }
+    }
+
     /// Elements per sample: the adaLN projection's output width.
     pub fn stride(&self) -> usize {
         self.layers * BLOCK_CHUNKS * self.hidden

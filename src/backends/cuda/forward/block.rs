@@ -108,11 +108,7 @@ fn residual(
 ) -> Result<()> {
     let buffers = &arena.buffers;
     let h = ctx.config.hidden_size;
-    let modulation = BlockModulation {
-        matrix: buffers.modulation,
-        layers: ctx.config.num_layers,
-        hidden: h,
-    };
+    let modulation = BlockModulation::new(buffers.modulation, ctx.config);
     let (scale, shift) = buffers.affine(next_pair, arena.batch, h)?;
     let params = ResidualNormModulate {
         x: buffers.residual,

@@ -86,11 +86,7 @@ fn timestep_features(ctx: &ForwardContext<'_>, arena: &ForwardArena) -> Result<(
 fn block_modulation(ctx: &ForwardContext<'_>, arena: &ForwardArena) -> Result<BlockModulation> {
     let (weights, config) = (ctx.weights, ctx.config);
     let buffers = &arena.buffers;
-    let modulation = BlockModulation {
-        matrix: buffers.modulation,
-        layers: config.num_layers,
-        hidden: config.hidden_size,
-    };
+    let modulation = BlockModulation::new(buffers.modulation, config);
     let input = match config.flavor {
         Flavor::Dit => SmallLinearInput::Silu,
         Flavor::Edifice => SmallLinearInput::Plain,
