@@ -32,7 +32,7 @@ pub struct ArenaBuffers {
     /// Timestep features fp32 `[B, F]`.
     pub features: DeviceSlice<f32>,
     /// Timestep MLP hidden fp32 `[B, h]`.
-    pub hidden: DeviceSlice<f32>,
+    pub timestep_hidden: DeviceSlice<f32>,
     /// The condition c, fp32 `[B, h]`.
     pub condition: DeviceSlice<f32>,
     /// One-hot labels fp32 `[B, C]` (edifice).
@@ -122,7 +122,7 @@ impl ArenaBuffers {
             timesteps: layout.take(batch),
             labels: layout.take(batch),
             features: layout.take(batch * config.time_freq_dim()),
-            hidden: layout.take(batch * h),
+            timestep_hidden: layout.take(batch * h),
             condition: layout.take(batch * h),
             onehot: layout.take(batch * config.num_classes.unwrap_or(1)),
             class_hidden: layout.take(batch * h),
@@ -248,7 +248,7 @@ mod tests {
                     (b.timesteps.addr(), b.timesteps.bytes()),
                     (b.labels.addr(), b.labels.bytes()),
                     (b.features.addr(), b.features.bytes()),
-                    (b.hidden.addr(), b.hidden.bytes()),
+                    (b.timestep_hidden.addr(), b.timestep_hidden.bytes()),
                     (b.condition.addr(), b.condition.bytes()),
                     (b.onehot.addr(), b.onehot.bytes()),
                     (b.class_hidden.addr(), b.class_hidden.bytes()),

@@ -10,7 +10,7 @@ use crate::error::Result;
 use std::marker::PhantomData;
 
 /// An element type a device buffer holds.
-pub(crate) trait Element {
+pub trait Element {
     /// What the element is, for error messages.
     const NAME: &'static str;
     /// Whether the element is the storage type's (whose size is chosen at start-up).
@@ -18,7 +18,7 @@ pub(crate) trait Element {
 }
 
 /// An element type of one size whatever the storage type.
-pub(crate) trait FixedElement: Element {
+pub trait FixedElement: Element {
     /// Bytes per element.
     const SIZE: usize;
 }
@@ -41,7 +41,7 @@ impl FixedElement for i64 {
 
 /// Elements of the backend's storage type (fp32, bf16 or fp16, chosen at start-up): weights
 /// and the activations the GEMMs read and write.
-pub(crate) enum Storage {}
+pub enum Storage {}
 
 impl Element for Storage {
     const NAME: &'static str = "storage-type";
@@ -49,7 +49,7 @@ impl Element for Storage {
 }
 
 /// `len` elements of type `T`, `element_bytes` each, at device address `addr`.
-pub(crate) struct DeviceSlice<T> {
+pub struct DeviceSlice<T> {
     addr: u64,
     len: usize,
     element_bytes: usize,
@@ -73,14 +73,14 @@ impl<T> std::fmt::Debug for DeviceSlice<T> {
 impl<T: FixedElement> DeviceSlice<T> {
     /// The view of `len` elements at `addr`: the caller vouches that they lie in one live
     /// allocation (an arena region or a device buffer).
-    pub(crate) fn new(addr: u64, len: usize) -> Self {
+    pub fn new(addr: u64, len: usize) -> Self {
         DeviceSlice::with_element_bytes(addr, len, T::SIZE)
     }
 }
 
 impl DeviceSlice<Storage> {
     /// The view of `len` elements of `dtype` at `addr` (see [`DeviceSlice::new`]).
-    pub(crate) fn storage(addr: u64, len: usize, dtype: StorageType) -> Self {
+    pub fn storage(addr: u64, len: usize, dtype: StorageType) -> Self {
         DeviceSlice::with_element_bytes(addr, len, dtype.size())
     }
 }
@@ -96,30 +96,30 @@ impl<T: Element> DeviceSlice<T> {
     }
 
     /// The device address of the first element.
-    pub(crate) fn addr(self) -> u64 {
+    pub fn addr(self) -> u64 {
         self.addr
     }
 
     /// Length, elements.
     #[cfg(test)]
-    pub(crate) fn len(self) -> usize {
+    pub fn len(self) -> usize {
         self.len
     }
 
     /// Size, bytes.
     #[cfg(test)]
-    pub(crate) fn bytes(self) -> usize {
+    pub fn bytes(self) -> usize {
         self.len * self.element_bytes
     }
 
     /// The elements from `start` on (a column of a row-major matrix is such a tail, read at
     /// a stride by the kernel).
-    pub(crate) fn skip(self, start: usize) -> Result<Self> {
+    pub fn skip(self, start: usize) -> Result<Self> {
         self.slice(start, self.len.saturating_sub(start))
     }
 
     /// Elements `start .. start + len`.
-    pub(crate) fn slice(self, start: usize, len: usize) -> Result<Self> {
+    pub fn slice(self, start: usize, len: usize) -> Result<Self> {
         if start.checked_add(len).is_none_or(|end| end > self.len) {
             return Err(internal_error(format!(
                 "elements {start}..{} of a {}-element {} buffer",
@@ -137,7 +137,7 @@ impl<T: Element> DeviceSlice<T> {
 
     /// Fails (an internal error) when the view holds storage-type elements that are not
     /// `dtype`'s: a kernel instance of one storage type would misread every value.
-    pub(crate) fn require_type(self, what: &str, dtype: StorageType) -> Result<()> {
+    pub fn require_type(self, what: &str, dtype: StorageType) -> Result<()> {
         if T::IS_STORAGE && self.element_bytes != dtype.size() {
             return Err(internal_error(format!(
                 "{what}: a buffer of {}-byte elements passed to a {} kernel",
@@ -150,7 +150,7 @@ impl<T: Element> DeviceSlice<T> {
 
     /// Fails (an internal error: the arena layout and the launch disagree) unless the view
     /// holds at least `needed` elements; `what` names the argument.
-    pub(crate) fn require(self, what: &str, needed: usize) -> Result<()> {
+    pub fn require(self, what: &str, needed: usize) -> Result<()> {
         if self.len < needed {
             return Err(internal_error(format!(
                 "{what}: the launch reads {needed} {} elements of a buffer of {}",
@@ -165,19 +165,19 @@ impl<T: Element> DeviceSlice<T> {
 impl DeviceSlice<f32> {
     /// The same memory seen as storage-type elements, for the fp32 storage type (the upload
     /// buffer doubles as the GEMM input then).
-    pub(crate) fn as_fp32_storage(self) -> DeviceSlice<Storage> {
+    pub fn as_fp32_storage(self) -> DeviceSlice<Storage> {
         DeviceSlice::storage(self.addr, self.len, StorageType::F32)
     }
 }
 
 /// The device address of an optional buffer: null (0) when absent, as the kernels expect.
-pub(crate) fn addr_or_null<T: Element>(slice: Option<DeviceSlice<T>>) -> u64 {
+pub fn addr_or_null<T: Element>(slice: Option<DeviceSlice<T>>) -> u64 {
     slice.map_or(0, DeviceSlice::addr)
 }
 
 /// Elements a kernel reads from a `[batch, stride]` row-major matrix when it takes `width`
 /// values of each row from the view's start: every row's stride but the last one's.
-pub(crate) fn strided_extent(batch: usize, stride: usize, width: usize) -> usize {
+pub fn strided_extent(batch: usize, stride: usize, width: usize) -> usize {
     batch.checked_sub(1).map_or(0, |rows| rows * stride + width)
 }
 

@@ -8,7 +8,7 @@ use super::device_slice::{DeviceSlice, Storage};
 /// `out = LN(x) · scale + shift` per row, with one (scale, shift) pair per sample
 /// (`norm_modulate_T`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct NormModulate {
+pub struct NormModulate {
     /// The residual stream, fp32 `[rows, hidden]`.
     pub x: DeviceSlice<f32>,
     /// The normalised, modulated rows `[rows, hidden]`.
@@ -30,7 +30,7 @@ pub(crate) struct NormModulate {
 /// `x += gate ⊙ (y + bias)`, then the next LayerNorm + modulation of x into `out`
 /// (`residual_norm_modulate_T`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ResidualNormModulate {
+pub struct ResidualNormModulate {
     /// The residual stream, fp32 `[rows, hidden]`, updated in place.
     pub x: DeviceSlice<f32>,
     /// The branch output `[rows, hidden]` (proj or fc2, before its bias).
@@ -59,7 +59,7 @@ pub(crate) struct ResidualNormModulate {
 
 /// The shift and scale columns of an adaLN output, fp32 `[samples, stride]`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ModulationColumns {
+pub struct ModulationColumns {
     /// The modulation matrix, from its first row.
     pub matrix: DeviceSlice<f32>,
     /// Elements per row.
@@ -72,7 +72,7 @@ pub(crate) struct ModulationColumns {
 
 /// A LayerNorm's own affine, γ and β `[hidden]` each (edifice).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct NormWeights {
+pub struct NormWeights {
     /// γ.
     pub gamma: DeviceSlice<Storage>,
     /// β.
@@ -82,7 +82,7 @@ pub(crate) struct NormWeights {
 /// Folds a modulation (if any) and a norm's affine (if any) into per-sample scale and shift
 /// (`modulation_affine_T`): `scale = γ(1 + s)`, `shift = β(1 + s) + t`.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ModulationAffine {
+pub struct ModulationAffine {
     /// Where s and t are read; `None` for a plain affine norm (s = t = 0).
     pub modulation: Option<ModulationColumns>,
     /// γ and β; `None` for a norm without affine (γ = 1, β = 0).
@@ -99,7 +99,7 @@ pub(crate) struct ModulationAffine {
 
 /// What the small Linear applies to its input first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SmallLinearInput {
+pub enum SmallLinearInput {
     /// x as it is.
     Plain,
     /// SiLU(x).
@@ -108,7 +108,7 @@ pub(crate) enum SmallLinearInput {
 
 /// How the small Linear stores its result.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum SmallLinearOutput {
+pub enum SmallLinearOutput {
     /// `out = …`.
     Overwrite,
     /// `out += …`.
@@ -117,7 +117,7 @@ pub(crate) enum SmallLinearOutput {
 
 /// `out (+)= a(x) Wᵀ + bias` on a few fp32 rows (`small_linear_T`): conditioning and adaLN.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct SmallLinear {
+pub struct SmallLinear {
     /// Input, fp32 `[rows, inputs]`.
     pub x: DeviceSlice<f32>,
     /// Weight `[outputs, inputs]`.
@@ -141,7 +141,7 @@ pub(crate) struct SmallLinear {
 /// `x[r] += bias + table[r % table_rows]` (`embed_add_T`): the embedded tokens plus their
 /// embedder's bias and the positions.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct EmbedAdd {
+pub struct EmbedAdd {
     /// The embedded tokens, fp32 `[rows, hidden]`, updated in place.
     pub x: DeviceSlice<f32>,
     /// The embedder's bias `[hidden]`.
@@ -158,7 +158,7 @@ pub(crate) struct EmbedAdd {
 
 /// The three passes of linear attention (`linear_attention_{partial,reduce,apply}`).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct LinearAttention {
+pub struct LinearAttention {
     /// q, k and v `[batch·tokens, 3·heads·head_dim]`.
     pub qkv: DeviceSlice<Storage>,
     /// Pass-1 partial sums, fp32 `[batch·heads, chunks, d² + d]`.

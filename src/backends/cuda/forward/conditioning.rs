@@ -35,7 +35,7 @@ fn condition(ctx: &ForwardContext<'_>, arena: &ForwardArena) -> Result<()> {
         ops,
         &weights.t_mlp,
         buffers.features,
-        buffers.hidden,
+        buffers.timestep_hidden,
         buffers.condition,
         batch,
         SmallLinearOutput::Overwrite,
