@@ -11,7 +11,7 @@ use super::ops::{Ops, StorageType};
 use super::profile::Profiler;
 use super::shape_cache::{ShapeCache, ShapeKey};
 use super::staging::{download, read_eps, stage_inputs, upload};
-use super::streams::{self, Step, Stream};
+use super::streams::{self, Arena, Step, Stream};
 use super::weights::{DeviceArray, DeviceWeights};
 use super::{GraphStats, Phases};
 use crate::config::{Config, Flavor};
@@ -90,7 +90,12 @@ impl BackendState {
             timing,
         };
         let mut profiler = None;
-        for step in streams::forward_steps(!self.shapes.contains(request.key)) {
+        let arena = if self.shapes.contains(request.key) {
+            Arena::Existing
+        } else {
+            Arena::New
+        };
+        for step in streams::forward_steps(arena) {
             self.step(step, &request, &mut profiler)?;
         }
         let phases = profiler.map(Profiler::finish).transpose()?;
