@@ -163,7 +163,11 @@ impl BackendState {
 
     /// The dit position table of `grid` (from the cache, uploaded on a miss); `None` for
     /// edifice, whose position is a learned vector.
-    fn positions(&mut self, config: &Config, grid: Grid) -> Result<Option<Arc<DeviceArray<f32>>>> {
+    fn position_table(
+        &mut self,
+        config: &Config,
+        grid: Grid,
+    ) -> Result<Option<Arc<DeviceArray<f32>>>> {
         match config.flavor {
             Flavor::Dit => {
                 let h = config.hidden_size;
@@ -188,7 +192,7 @@ impl BackendState {
         grid: Grid,
         timing: Timing,
     ) -> Result<Option<Profiler>> {
-        let positions = self.positions(config, grid)?;
+        let positions = self.position_table(config, grid)?;
         let shape = self.shapes.get_mut(key)?;
         shape.graph.forget_other_positions(positions.as_ref());
         let mut profiler = match timing {

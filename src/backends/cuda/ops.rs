@@ -86,7 +86,7 @@ const UNTYPED: [&str; 4] = [
 ];
 
 /// Frequencies of dit's timestep features: `[B, 2·128]`, cos then sin (`kernels/conditioning.cu`).
-pub const DIT_TIMESTEP_FREQUENCIES: usize = 128;
+const DIT_TIMESTEP_FREQUENCIES: usize = 128;
 
 /// Which GELU the bias + GELU kernel applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
