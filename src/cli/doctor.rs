@@ -3,8 +3,9 @@
 
 use anyhow::Result;
 use clap::Args;
-use linear_dit::backends::cuda::device::{devices, driver_version};
-use linear_dit::backends::cuda::{CudaLibrary, kernel_build, unavailable_reason};
+use linear_dit::backends::cuda::{
+    CudaLibrary, devices, driver_version, kernel_build, unavailable_reason,
+};
 use serde_json::json;
 
 /// Diagnose the GPU set-up (works, and explains, without any GPU).

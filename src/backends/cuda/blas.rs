@@ -81,8 +81,8 @@ pub struct GemmShape {
     pub epilogue: Epilogue,
 }
 
-/// Descriptors and algorithm of one shape.
-struct Plan {
+/// Descriptors and algorithm of one GEMM shape.
+struct GemmPlan {
     desc: sys::cublasLtMatmulDesc_t,
     a: sys::cublasLtMatrixLayout_t,
     b: sys::cublasLtMatrixLayout_t,
@@ -90,7 +90,7 @@ struct Plan {
     algo: sys::cublasLtMatmulAlgo_t,
 }
 
-impl Drop for Plan {
+impl Drop for GemmPlan {
     fn drop(&mut self) {
         // SAFETY: created by this plan and destroyed once; errors at teardown are ignored.
         unsafe {
@@ -107,7 +107,7 @@ pub struct Blas {
     handle: sys::cublasLtHandle_t,
     workspace: CudaSlice<u8>,
     stream: Arc<CudaStream>,
-    plans: HashMap<GemmShape, Plan>,
+    plans: HashMap<GemmShape, GemmPlan>,
 }
 
 // SAFETY: the handle and descriptors are used by one thread at a time (the backend's
@@ -199,7 +199,7 @@ impl Blas {
     }
 
     /// Builds the descriptors of `shape` and asks the heuristic for its best algorithm.
-    fn plan(&self, shape: GemmShape) -> Result<Plan> {
+    fn plan(&self, shape: GemmShape) -> Result<GemmPlan> {
         let fail = |what: &'static str| move |e| device_error(&format!("{what} for {shape:?}"), e);
         let desc = lt::create_matmul_desc(
             sys::cublasComputeType_t::CUBLAS_COMPUTE_32F,
@@ -208,7 +208,7 @@ impl Blas {
         .map_err(fail("cublasLtMatmulDescCreate"))?;
         let (k, n, rows) = (shape.k as u64, shape.n as u64, shape.rows as u64);
         let make = |t: GemmType, r: u64, c: u64| lt::create_matrix_layout(t.cuda(), r, c, r as i64);
-        let mut plan = Plan {
+        let mut plan = GemmPlan {
             desc,
             a: make(shape.input, k, n).map_err(fail("layout A"))?,
             b: make(shape.input, k, rows).map_err(fail("layout B"))?,
@@ -281,11 +281,6 @@ impl Blas {
         plan.algo = heuristic.map_err(fail("no cuBLASLt algorithm"))?.algo;
         tracing::debug!(?shape, "cuBLASLt plan cached");
         Ok(plan)
-    }
-
-    /// Number of cached plans.
-    pub fn plans(&self) -> usize {
-        self.plans.len()
     }
 }
 

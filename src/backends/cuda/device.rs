@@ -128,10 +128,7 @@ pub fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
             .unwrap_or("a panic without a message");
         Err(match classify_panic(message) {
             PanicKind::LibraryMissing => unavailable(format!("{what}: {message}")),
-            PanicKind::Bug => Error::Device {
-                backend: "cuda",
-                reason: format!("{INTERNAL_ERROR}: {what}: {message}"),
-            },
+            PanicKind::Bug => internal_error(format!("{what}: {message}")),
         })
     })
 }
@@ -140,6 +137,14 @@ pub fn guarded<T>(what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
 /// cannot be trusted).
 pub fn is_internal_error(error: &Error) -> bool {
     matches!(error, Error::Device { backend: "cuda", reason } if reason.starts_with(INTERNAL_ERROR))
+}
+
+/// An [`Error::Device`] reporting a bug of ours (see [`is_internal_error`]): `what` went wrong.
+pub fn internal_error(what: impl std::fmt::Display) -> Error {
+    Error::Device {
+        backend: "cuda",
+        reason: format!("{INTERNAL_ERROR}: {what}"),
+    }
 }
 
 /// A [`Error::BackendUnavailable`] for the CUDA backend.

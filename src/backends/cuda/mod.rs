@@ -7,77 +7,53 @@
 //! buffers on a copy stream, ordered by events. The backend is `Send + Sync`: a mutex
 //! serialises forwards on the device (the serving engine runs one worker per device anyway).
 
-pub mod blas;
-pub mod device;
+mod arena;
+mod backend_state;
+mod blas;
+mod device;
+mod device_slice;
 mod forward;
-pub mod module;
+mod graph;
+mod launch_params;
+mod module;
 mod ops;
-mod plan;
-pub mod profile;
+mod profile;
+mod shape_cache;
+mod staging;
 mod streams;
 #[cfg(test)]
 mod tests;
 mod weights;
 
-pub use device::{CudaLibrary, DeviceInfo};
+pub use device::{CudaLibrary, DeviceInfo, devices, driver_version};
 pub use module::{KernelBuild, kernel_build};
 pub use ops::StorageType;
+pub use profile::Ceilings;
 
 use super::{Backend, Precision};
 use crate::error::{Error, Result};
-use crate::model::Config;
-use crate::model::embedding::sincos_positions;
 use crate::model::position_cache::{DEFAULT_POSITION_CACHE_BYTES, PositionCache};
-use crate::model::{ForwardShape, Grid, Input};
+use crate::model::{Config, ForwardShape, Input};
 use crate::tensor::Tensor;
 use crate::weights::Weights;
+use backend_state::BackendState;
 use blas::Blas;
-use cudarc::driver::sys::{CUgraphInstantiate_flags, CUstreamCaptureMode};
-use cudarc::driver::{CudaContext, CudaStream};
+use cudarc::driver::CudaContext;
 use device::{device_error, guarded, is_internal_error, unavailable};
-use forward::Device;
+use graph::{GraphUse, Timing};
 use module::Kernels;
 use ops::Ops;
-use plan::{Plan, batch_bucket};
-use profile::Profiler;
-use std::collections::HashMap;
+use shape_cache::ShapeCache;
 use std::sync::{Arc, Mutex};
-use streams::{Step, Stream};
-use weights::{DeviceBuffer, DeviceWeights};
-
-/// Forward shapes (and their graphs) kept at once; the oldest is dropped beyond this.
-const MAX_PLANS: usize = 16;
+use weights::DeviceWeights;
 
 /// The CUDA backend for one set of weights on one device.
 pub struct CudaBackend {
     config: Config,
     dtype: StorageType,
     info: DeviceInfo,
-    state: Mutex<State>,
+    state: Mutex<BackendState>,
 }
-
-struct State {
-    ctx: Arc<CudaContext>,
-    compute: Arc<CudaStream>,
-    copy: Arc<CudaStream>,
-    ops: Ops,
-    blas: Blas,
-    weights: DeviceWeights,
-    plans: HashMap<(usize, usize), Plan>,
-    plan_order: Vec<(usize, usize)>,
-    /// dit position tables by grid, the most recently used up to
-    /// [`DEFAULT_POSITION_CACHE_BYTES`]; a plan whose graph reads one holds it too.
-    positions: PositionCache<DeviceBuffer>,
-    use_graphs: bool,
-    graph_stats: GraphStats,
-    /// The internal error that interrupted an earlier call, if any: after a bug the state
-    /// may be half-updated (a stream left capturing, a plan half-built), so nothing runs on it.
-    broken: Option<String>,
-}
-
-// SAFETY: every CUDA object in `State` is only touched with the mutex held, and the context
-// is bound to the calling thread before use.
-unsafe impl Send for State {}
 
 impl CudaBackend {
     /// Opens device 0 and uploads `weights` in `precision` (`Auto`: bf16).
@@ -125,17 +101,20 @@ impl CudaBackend {
             compute
                 .synchronize()
                 .map_err(|e| device_error("uploading weights", e))?;
-            Ok(State {
+            let graphs = match std::env::var_os("LINEAR_DIT_NO_GRAPHS") {
+                None => GraphUse::On,
+                Some(_) => GraphUse::Off,
+            };
+            Ok(BackendState {
                 ctx,
                 compute,
                 copy,
                 ops,
                 blas,
                 weights,
-                plans: HashMap::new(),
-                plan_order: Vec::new(),
+                shapes: ShapeCache::default(),
                 positions: PositionCache::new(DEFAULT_POSITION_CACHE_BYTES),
-                use_graphs: std::env::var_os("LINEAR_DIT_NO_GRAPHS").is_none(),
+                graphs,
                 graph_stats: GraphStats::default(),
                 broken: None,
             })
@@ -164,13 +143,13 @@ impl CudaBackend {
         let shape = crate::model::validate(&self.config, input)?;
         self.with_state("profiling the forward", |state| {
             state
-                .forward(&self.config, self.dtype, input, shape, true)
+                .forward(&self.config, self.dtype, input, shape, Timing::PhaseByPhase)
                 .map(|(_, phases)| phases)
         })
     }
 
     /// The device's measured copy bandwidth and bf16 GEMM throughput.
-    pub fn ceilings(&self) -> Result<profile::Ceilings> {
+    pub fn ceilings(&self) -> Result<Ceilings> {
         self.with_state("measuring the device's ceilings", |state| {
             profile::measure_ceilings(&state.compute, &mut state.blas)
         })
@@ -181,12 +160,9 @@ impl CudaBackend {
     /// replayed any more, and those captured so far are dropped.
     pub fn set_graphs(&self, enabled: bool) {
         let mut state = self.lock();
-        state.use_graphs = enabled;
+        state.graphs = if enabled { GraphUse::On } else { GraphUse::Off };
         if !enabled {
-            for plan in state.plans.values_mut() {
-                plan.graph = None;
-                plan.captured_positions = None;
-            }
+            state.shapes.drop_graphs();
         }
     }
 
@@ -195,7 +171,7 @@ impl CudaBackend {
         self.lock().graph_stats
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BackendState> {
         // A panic never leaves the lock poisoned half-way: `with_state` catches it and
         // records it in `broken`, which is what refuses later calls.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -204,7 +180,11 @@ impl CudaBackend {
     /// Runs `f` on the state under [`guarded`]. A bug (a caught panic) marks the state broken:
     /// this and every later call return that internal error rather than run on a state the
     /// panic may have left half-updated.
-    fn with_state<T>(&self, what: &str, f: impl FnOnce(&mut State) -> Result<T>) -> Result<T> {
+    fn with_state<T>(
+        &self,
+        what: &str,
+        f: impl FnOnce(&mut BackendState) -> Result<T>,
+    ) -> Result<T> {
         let mut state = self.lock();
         if let Some(bug) = &state.broken {
             return Err(Error::Device {
@@ -260,7 +240,7 @@ impl Backend for CudaBackend {
     fn forward(&self, input: &Input<'_>, shape: ForwardShape) -> Result<Tensor> {
         self.with_state("running the forward", |state| {
             state
-                .forward(&self.config, self.dtype, input, shape, false)
+                .forward(&self.config, self.dtype, input, shape, Timing::Untimed)
                 .map(|(eps, _)| eps)
         })
     }
@@ -268,39 +248,6 @@ impl Backend for CudaBackend {
 
 /// Milliseconds per forward phase: (phase, ms, occurrences), in order.
 pub type Phases = Vec<(&'static str, f64, usize)>;
-
-/// How the forward's work is launched.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Launch {
-    /// Kernel by kernel.
-    Eager,
-    /// Captured as a CUDA graph, then launched.
-    Capture,
-    /// The plan's captured graph, launched again.
-    Replay,
-}
-
-/// How to launch a forward: eagerly when profiling (phases are timed between launches) or
-/// with graphs turned off — even if a graph was captured before, so that `set_graphs(false)`
-/// means no graph runs —, by replay when a graph is captured, by capture once a plan has run
-/// eagerly (everything it needs resolved) and capture has not failed before.
-fn launch_mode(
-    profile: bool,
-    use_graphs: bool,
-    captured: bool,
-    eager_runs: usize,
-    graph_failed: bool,
-) -> Launch {
-    if profile || !use_graphs {
-        Launch::Eager
-    } else if captured {
-        Launch::Replay
-    } else if eager_runs >= 1 && !graph_failed {
-        Launch::Capture
-    } else {
-        Launch::Eager
-    }
-}
 
 /// CUDA-graph captures and launches of graphs (a capture's first launch included) since the
 /// backend was created.
@@ -310,236 +257,6 @@ pub struct GraphStats {
     pub captures: u64,
     /// Forwards run by launching a captured graph.
     pub replays: u64,
-}
-
-impl State {
-    /// One forward; with `profile`, eager and timed phase by phase. The steps and their order
-    /// across the two streams are [`streams::forward_steps`].
-    fn forward(
-        &mut self,
-        config: &Config,
-        dtype: StorageType,
-        input: &Input<'_>,
-        shape: ForwardShape,
-        profile: bool,
-    ) -> Result<(Tensor, Phases)> {
-        self.ctx
-            .bind_to_thread()
-            .map_err(|e| device_error("binding the context", e))?;
-        let (batch, tokens) = (shape.batch, shape.tokens);
-        let key = (batch_bucket(batch), tokens);
-        let n_out = batch * tokens * config.input_dim;
-        let mut profiler = None;
-        for step in streams::forward_steps(!self.plans.contains_key(&key)) {
-            match step {
-                Step::NewArena => {
-                    if self.plans.len() >= MAX_PLANS {
-                        let oldest = self.plan_order.remove(0);
-                        self.plans.remove(&oldest);
-                    }
-                    let plan = Plan::new(config, dtype, key.0, tokens, &self.compute)?;
-                    self.plans.insert(key, plan);
-                    self.plan_order.push(key);
-                }
-                Step::Upload => {
-                    let plan = plan_mut(&mut self.plans, key)?;
-                    stage_inputs(plan, input, batch)?;
-                    upload(plan, &self.copy, config)?;
-                }
-                Step::Order { from, to } => {
-                    let event = self
-                        .stream(from)
-                        .record_event(None)
-                        .map_err(|e| device_error("recording an event", e))?;
-                    self.stream(to)
-                        .wait(&event)
-                        .map_err(|e| device_error("ordering the streams", e))?;
-                }
-                Step::Forward => profiler = self.run(config, key, shape.grid, profile)?,
-                Step::Download => download(plan_mut(&mut self.plans, key)?, &self.copy, n_out)?,
-                Step::HostWait(stream) => self
-                    .stream(stream)
-                    .synchronize()
-                    .map_err(|e| device_error("the forward", e))?,
-            }
-        }
-        let phases = profiler.map(Profiler::finish).transpose()?;
-        let plan = plan_mut(&mut self.plans, key)?;
-        let out = plan
-            .staging
-            .out
-            .as_slice()
-            .map_err(|e| device_error("reading the output", e))?;
-        let eps = Tensor::new(vec![batch, tokens, config.input_dim], out[..n_out].to_vec())?;
-        Ok((eps, phases.unwrap_or_default()))
-    }
-
-    fn stream(&self, stream: Stream) -> &Arc<CudaStream> {
-        match stream {
-            Stream::Compute => &self.compute,
-            Stream::Copy => &self.copy,
-        }
-    }
-
-    /// Enqueues the forward of plan `key` on the compute stream (inputs already uploaded):
-    /// eager, captured or replayed ([`launch_mode`]); with `profile`, returns the profiler
-    /// timing its phases.
-    fn run(
-        &mut self,
-        config: &Config,
-        key: (usize, usize),
-        grid: Grid,
-        profile: bool,
-    ) -> Result<Option<Profiler>> {
-        let positions = match config.flavor {
-            crate::model::Flavor::Dit => {
-                let h = config.hidden_size;
-                let bytes = grid.tokens() * h * std::mem::size_of::<f32>();
-                let compute = &self.compute;
-                Some(self.positions.get_or_try_insert_with(grid, bytes, || {
-                    let table = sincos_positions(h, grid);
-                    DeviceBuffer::upload(compute, bytemuck::cast_slice(&table))
-                })?)
-            }
-            crate::model::Flavor::Edifice => None,
-        };
-        let address = positions.as_ref().map_or(0, |p| p.addr());
-        let plan = plan_mut(&mut self.plans, key)?;
-        // A graph captured for another grid of the same token count reads that grid's table
-        // (which the plan keeps alive, so its address cannot have been reused meanwhile).
-        let captured_address = plan.captured_positions.as_ref().map_or(0, |p| p.addr());
-        if plan.graph.is_some() && captured_address != address {
-            plan.graph = None;
-            plan.captured_positions = None;
-        }
-        let mut profiler = match profile {
-            true => Some(Profiler::new(self.compute.clone())?),
-            false => None,
-        };
-        let mut device = Device {
-            config,
-            ops: &self.ops,
-            blas: &mut self.blas,
-            weights: &self.weights,
-            positions: address,
-            profiler: profiler.as_mut(),
-        };
-        let mode = launch_mode(
-            profile,
-            self.use_graphs,
-            plan.graph.is_some(),
-            plan.eager_runs,
-            plan.graph_failed,
-        );
-        match (mode, &plan.graph) {
-            (Launch::Replay, Some(graph)) => {
-                graph
-                    .launch()
-                    .map_err(|e| device_error("launching the CUDA graph", e))?;
-                self.graph_stats.replays += 1;
-            }
-            (Launch::Capture, _) => match capture(&self.compute, &mut device, plan) {
-                Ok(graph) => {
-                    graph
-                        .launch()
-                        .map_err(|e| device_error("launching the CUDA graph", e))?;
-                    tracing::debug!(
-                        batch = plan.batch,
-                        tokens = plan.tokens,
-                        "captured the forward as a CUDA graph"
-                    );
-                    plan.graph = Some(graph);
-                    plan.captured_positions = positions;
-                    self.graph_stats.captures += 1;
-                    self.graph_stats.replays += 1;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "CUDA graph capture failed; running eagerly from now on");
-                    plan.graph_failed = true;
-                    device.enqueue(plan)?;
-                }
-            },
-            (Launch::Eager | Launch::Replay, _) => {
-                device.enqueue(plan)?;
-                plan.eager_runs += 1;
-            }
-        }
-        Ok(profiler)
-    }
-}
-
-/// The plan of `key`, which the forward's first step made if it was missing.
-fn plan_mut(plans: &mut HashMap<(usize, usize), Plan>, key: (usize, usize)) -> Result<&mut Plan> {
-    plans
-        .get_mut(&key)
-        .ok_or_else(|| device_error("the forward", format!("no plan for {key:?}")))
-}
-
-/// Captures `device.enqueue(plan)` on `stream` as a graph.
-fn capture(
-    stream: &Arc<CudaStream>,
-    device: &mut Device<'_>,
-    plan: &Plan,
-) -> Result<cudarc::driver::CudaGraph> {
-    stream
-        .begin_capture(CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
-        .map_err(|e| device_error("beginning graph capture", e))?;
-    let enqueued = device.enqueue(plan);
-    let graph = stream.end_capture(CUgraphInstantiate_flags(0));
-    enqueued?;
-    graph
-        .map_err(|e| device_error("ending graph capture", e))?
-        .ok_or_else(|| device_error("graph capture", "captured nothing"))
-}
-
-/// Copies the inputs into the pinned staging buffers, padding the batch bucket with
-/// harmless rows (zeros, t = 0, label 0).
-fn stage_inputs(plan: &mut Plan, input: &Input<'_>, batch: usize) -> Result<()> {
-    let pinned = |e| device_error("writing pinned staging memory", e);
-    let x = plan.staging.x.as_mut_slice().map_err(pinned)?;
-    let n = input.x.data().len();
-    x[..n].copy_from_slice(input.x.data());
-    x[n..].fill(0.0);
-    let t = plan.staging.t.as_mut_slice().map_err(pinned)?;
-    t[..batch].copy_from_slice(input.t);
-    t[batch..].fill(0.0);
-    let y = plan.staging.y.as_mut_slice().map_err(pinned)?;
-    y.fill(0);
-    if let Some(labels) = input.y {
-        y[..batch].copy_from_slice(labels);
-    }
-    Ok(())
-}
-
-fn upload(plan: &Plan, stream: &CudaStream, config: &Config) -> Result<()> {
-    let b = plan.buffers;
-    let fail = |e| device_error("copying inputs to the GPU", e);
-    let staging = &plan.staging;
-    let rows = plan.batch * plan.tokens;
-    // SAFETY: destinations are arena buffers of exactly these sizes; sources are pinned.
-    unsafe {
-        let x = staging.x.as_slice().map_err(fail)?;
-        cudarc::driver::result::memcpy_htod_async(
-            b.x_upload,
-            &x[..rows * config.input_dim],
-            stream.cu_stream(),
-        )
-        .map_err(fail)?;
-        let t = staging.t.as_slice().map_err(fail)?;
-        cudarc::driver::result::memcpy_htod_async(b.t, t, stream.cu_stream()).map_err(fail)?;
-        let y = staging.y.as_slice().map_err(fail)?;
-        cudarc::driver::result::memcpy_htod_async(b.y, y, stream.cu_stream()).map_err(fail)?;
-    }
-    Ok(())
-}
-
-fn download(plan: &mut Plan, stream: &CudaStream, n: usize) -> Result<()> {
-    let fail = |e| device_error("copying eps from the GPU", e);
-    let src = plan.buffers.out;
-    let out = plan.staging.out.as_mut_slice().map_err(fail)?;
-    // SAFETY: `out` is pinned and at least `n` long; `src` holds the forward's output.
-    unsafe { cudarc::driver::result::memcpy_dtoh_async(&mut out[..n], src, stream.cu_stream()) }
-        .map_err(fail)
 }
 
 /// The environment variable that turns every GPU test's skip into a failure
@@ -581,34 +298,4 @@ pub fn unavailable_reason() -> Option<Error> {
         return Some(unavailable("libcublasLt.so was not found"));
     }
     None
-}
-
-#[cfg(test)]
-mod launch_tests {
-    use super::*;
-
-    #[test]
-    fn no_graph_runs_when_graphs_are_off_or_profiling() {
-        for captured in [false, true] {
-            for eager_runs in [0, 1, 5] {
-                assert_eq!(
-                    launch_mode(false, false, captured, eager_runs, false),
-                    Launch::Eager
-                );
-                assert_eq!(
-                    launch_mode(true, true, captured, eager_runs, false),
-                    Launch::Eager
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn warm_up_then_capture_then_replay() {
-        assert_eq!(launch_mode(false, true, false, 0, false), Launch::Eager);
-        assert_eq!(launch_mode(false, true, false, 1, false), Launch::Capture);
-        assert_eq!(launch_mode(false, true, true, 1, false), Launch::Replay);
-        // After a failed capture, eager for good.
-        assert_eq!(launch_mode(false, true, false, 3, true), Launch::Eager);
-    }
 }

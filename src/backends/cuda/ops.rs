@@ -1,8 +1,22 @@
 //! Typed launchers for the kernels in `kernels/`: one method per kernel, each following the
 //! launch contract in `kernels/README.md` (block 256 threads; grids as documented there).
-//! Buffers are raw device addresses into the forward's arena (see `plan.rs`).
+//! Buffers are typed views ([`DeviceSlice`]) into the forward's arena (see `arena.rs`) or
+//! the weights; the long argument lists are structs (`launch_params.rs`).
+//!
+//! Every launcher is `unsafe`: a kernel reads and writes whatever its pointers address. Each
+//! checks that its views are long enough for the launch's extents (and that storage-type
+//! views have the storage type's element size), failing with an internal error otherwise.
+//! What it cannot check is that a view describes real memory, so each asks of its caller, in
+//! its `# Safety` section, that **every view addresses live device memory of this context
+//! that stays allocated — and is written by no other stream — until this stream has run the
+//! launch** (for a captured graph: as long as the graph may be replayed).
 
 use super::device::device_error;
+use super::device_slice::{DeviceSlice, Element, Storage, addr_or_null, strided_extent};
+use super::launch_params::{
+    EmbedAdd, LinearAttention, ModulationAffine, NormModulate, ResidualNormModulate, SmallLinear,
+    SmallLinearInput, SmallLinearOutput,
+};
 use super::module::Kernels;
 use crate::error::Result;
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
@@ -71,6 +85,18 @@ const UNTYPED: [&str; 4] = [
     "linear_attention_reduce",
 ];
 
+/// Frequencies of dit's timestep features: `[B, 2·128]`, cos then sin (`kernels/conditioning.cu`).
+const DIT_TIMESTEP_FREQUENCIES: usize = 128;
+
+/// Which GELU the bias + GELU kernel applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gelu {
+    /// The tanh approximation (DiT's).
+    Tanh,
+    /// The exact one, with erf (edifice's).
+    Erf,
+}
+
 /// The kernels of one storage type, ready to launch on a stream.
 pub struct Ops {
     functions: HashMap<&'static str, CudaFunction>,
@@ -127,6 +153,11 @@ fn int(v: usize) -> Arg {
     Int(v as i32)
 }
 
+/// Samples covered by `rows` rows of `tokens` tokens each (row r is sample r / tokens).
+fn samples(rows: usize, tokens: usize) -> usize {
+    rows.div_ceil(tokens.max(1))
+}
+
 impl Ops {
     /// Looks up every kernel of `dtype` and raises the attention kernel's shared-memory limit.
     pub fn new(kernels: &Kernels, dtype: StorageType, stream: Arc<CudaStream>) -> Result<Self> {
@@ -158,53 +189,88 @@ impl Ops {
         })
     }
 
+    /// Checks that `view` holds at least `needed` elements (and, for a storage-type view,
+    /// that they are of this storage type).
+    fn require<T: Element>(&self, what: &str, view: DeviceSlice<T>, needed: usize) -> Result<()> {
+        view.require(what, needed)?;
+        view.require_type(what, self.dtype)
+    }
+
     /// Launches `function` (called `name` in errors) with `args` on the stream.
-    fn launch_fn(
+    ///
+    /// # Safety
+    /// `args` is exactly the kernel's parameter list, in order and with the C types of
+    /// `kernels/`, and every pointer in it satisfies the module's launch contract.
+    unsafe fn launch_fn(
         &self,
         function: &CudaFunction,
         name: &str,
         config: LaunchConfig,
         args: &[Arg],
     ) -> Result<()> {
-        let mut b = self.stream.launch_builder(function);
+        let mut builder = self.stream.launch_builder(function);
         for arg in args {
             match arg {
-                Ptr(v) => b.arg(v),
-                Int(v) => b.arg(v),
-                Long(v) => b.arg(v),
-                Float(v) => b.arg(v),
+                Ptr(v) => builder.arg(v),
+                Int(v) => builder.arg(v),
+                Long(v) => builder.arg(v),
+                Float(v) => builder.arg(v),
             };
         }
-        // SAFETY: every launcher below passes exactly its kernel's parameter list, in order
-        // and with the C types of `kernels/` (pointers, int, long long, float).
-        unsafe { b.launch(config) }
+        // SAFETY: the argument list and its pointers are the caller's contract.
+        unsafe { builder.launch(config) }
             .map(drop)
             .map_err(|e| device_error(name, e))
     }
 
-    fn launch(&self, name: &'static str, config: LaunchConfig, args: &[Arg]) -> Result<()> {
-        self.launch_fn(&self.functions[name], name, config, args)
+    /// Launches the kernel called `name` (see [`Ops::launch_fn`]).
+    ///
+    /// # Safety
+    /// As [`Ops::launch_fn`].
+    unsafe fn launch(&self, name: &'static str, config: LaunchConfig, args: &[Arg]) -> Result<()> {
+        // SAFETY: passed on from the caller.
+        unsafe { self.launch_fn(&self.functions[name], name, config, args) }
     }
 
-    /// `out[i] = T(in[i])`, from the fp32 upload buffer to storage type.
-    pub fn cast_in(&self, input: u64, out: u64, n: u64) -> Result<()> {
-        let args = [Ptr(input), Ptr(out), Long(n as i64)];
-        self.launch_fn(&self.cast_in, "cast_f32_to_T", elementwise(n), &args)
+    /// `out[i] = T(input[i])` for `n` values, from the fp32 upload buffer to storage type.
+    ///
+    /// # Safety
+    /// `input` and `out` satisfy the module's launch contract.
+    pub unsafe fn cast_in(
+        &self,
+        input: DeviceSlice<f32>,
+        out: DeviceSlice<Storage>,
+        n: usize,
+    ) -> Result<()> {
+        self.require("cast_in input", input, n)?;
+        self.require("cast_in out", out, n)?;
+        let n = n as u64;
+        let args = [Ptr(input.addr()), Ptr(out.addr()), Long(n as i64)];
+        // SAFETY: `cast_f32_to_T(const float*, T*, long long)`; views checked, live (caller).
+        unsafe { self.launch_fn(&self.cast_in, "cast_f32_to_T", elementwise(n), &args) }
     }
 
     /// LayerNorm of `x` rows with per-sample `scale`/`shift` into `out`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn norm_modulate(
-        &self,
-        x: u64,
-        out: u64,
-        scale: u64,
-        shift: u64,
-        rows: usize,
-        h: usize,
-        tokens: usize,
-        eps: f32,
-    ) -> Result<()> {
+    ///
+    /// # Safety
+    /// Every view of `params` satisfies the module's launch contract.
+    pub unsafe fn norm_modulate(&self, params: NormModulate) -> Result<()> {
+        let NormModulate {
+            x,
+            out,
+            scale,
+            shift,
+            rows,
+            hidden: h,
+            tokens,
+            eps,
+        } = params;
+        let per_sample = samples(rows, tokens) * h;
+        self.require("norm_modulate x", x, rows * h)?;
+        self.require("norm_modulate out", out, rows * h)?;
+        self.require("norm_modulate scale", scale, per_sample)?;
+        self.require("norm_modulate shift", shift, per_sample)?;
+        let (x, out, scale, shift) = (x.addr(), out.addr(), scale.addr(), shift.addr());
         let args = [
             Ptr(x),
             Ptr(out),
@@ -216,30 +282,49 @@ impl Ops {
             Float(eps),
         ];
         let vector = norm_vector_path(h, &[x, out, scale, shift], None);
-        self.launch(
-            "norm_modulate",
-            grid_1d(norm_blocks(rows, h, vector)),
-            &args,
-        )
+        let config = grid_1d(norm_blocks(rows, h, vector));
+        // SAFETY: `norm_modulate_T`'s parameters in order; views checked, live (caller).
+        unsafe { self.launch("norm_modulate", config, &args) }
     }
 
-    /// `x += gate ⊙ (y + bias)`, then (if `out` ≠ 0) the next LayerNorm + modulation into `out`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn residual_norm_modulate(
-        &self,
-        x: u64,
-        y: u64,
-        bias: u64,
-        gate: u64,
-        gate_stride: usize,
-        out: u64,
-        scale: u64,
-        shift: u64,
-        rows: usize,
-        h: usize,
-        tokens: usize,
-        eps: f32,
-    ) -> Result<()> {
+    /// `x += gate ⊙ (y + bias)`, then the next LayerNorm + modulation into `out`.
+    ///
+    /// # Safety
+    /// Every view of `params` satisfies the module's launch contract.
+    pub unsafe fn residual_norm_modulate(&self, params: ResidualNormModulate) -> Result<()> {
+        let ResidualNormModulate {
+            x,
+            y,
+            bias,
+            gate,
+            gate_stride,
+            out,
+            scale,
+            shift,
+            rows,
+            hidden: h,
+            tokens,
+            eps,
+        } = params;
+        let samples = samples(rows, tokens);
+        self.require("residual x", x, rows * h)?;
+        self.require("residual y", y, rows * h)?;
+        self.require("residual bias", bias, h)?;
+        let gate_extent = strided_extent(samples, gate_stride, h);
+        self.require("residual gate", gate, gate_extent)?;
+        self.require("residual out", out, rows * h)?;
+        self.require("residual scale", scale, samples * h)?;
+        self.require("residual shift", shift, samples * h)?;
+        let pointers = [
+            x.addr(),
+            y.addr(),
+            bias.addr(),
+            gate.addr(),
+            out.addr(),
+            scale.addr(),
+            shift.addr(),
+        ];
+        let [x, y, bias, gate, out, scale, shift] = pointers;
         let args = [
             Ptr(x),
             Ptr(y),
@@ -254,163 +339,278 @@ impl Ops {
             int(tokens),
             Float(eps),
         ];
-        let pointers = [x, y, bias, gate, out, scale, shift];
         let vector = norm_vector_path(h, &pointers, Some(gate_stride));
         let config = grid_1d(norm_blocks(rows, h, vector));
-        self.launch("residual_norm_modulate", config, &args)
+        // SAFETY: `residual_norm_modulate_T`'s parameters in order; views checked, live (caller).
+        unsafe { self.launch("residual_norm_modulate", config, &args) }
     }
 
-    /// Folds shift/scale columns of `modulation` (and gamma/beta) into per-sample scale/shift.
-    #[allow(clippy::too_many_arguments)]
-    pub fn modulation_affine(
-        &self,
-        modulation: u64,
-        stride: usize,
-        shift_col: usize,
-        scale_col: usize,
-        gamma: u64,
-        beta: u64,
-        scale_out: u64,
-        shift_out: u64,
-        batch: usize,
-        h: usize,
-    ) -> Result<()> {
+    /// Folds shift/scale columns of a modulation (and gamma/beta) into per-sample scale/shift.
+    ///
+    /// # Safety
+    /// Every view of `params` satisfies the module's launch contract.
+    pub unsafe fn modulation_affine(&self, params: ModulationAffine) -> Result<()> {
+        let ModulationAffine {
+            modulation,
+            norm,
+            scale_out,
+            shift_out,
+            samples: batch,
+            hidden: h,
+        } = params;
+        if let Some(columns) = modulation {
+            let width = columns.shift_col.max(columns.scale_col) + h;
+            let extent = strided_extent(batch, columns.stride, width);
+            self.require("modulation_affine modulation", columns.matrix, extent)?;
+        }
+        if let Some(norm) = norm {
+            self.require("modulation_affine gamma", norm.gamma, h)?;
+            self.require("modulation_affine beta", norm.beta, h)?;
+        }
+        self.require("modulation_affine scale_out", scale_out, batch * h)?;
+        self.require("modulation_affine shift_out", shift_out, batch * h)?;
+        let (matrix, stride, shift_col, scale_col) = match modulation {
+            Some(c) => (Some(c.matrix), c.stride, c.shift_col, c.scale_col),
+            None => (None, 0, 0, 0),
+        };
         let args = [
-            Ptr(modulation),
+            Ptr(addr_or_null(matrix)),
             int(stride),
             int(shift_col),
             int(scale_col),
-            Ptr(gamma),
-            Ptr(beta),
-            Ptr(scale_out),
-            Ptr(shift_out),
+            Ptr(addr_or_null(norm.map(|n| n.gamma))),
+            Ptr(addr_or_null(norm.map(|n| n.beta))),
+            Ptr(scale_out.addr()),
+            Ptr(shift_out.addr()),
             int(batch),
             int(h),
         ];
-        self.launch("modulation_affine", per_value((batch * h) as u64), &args)
+        let config = per_value((batch * h) as u64);
+        // SAFETY: `modulation_affine_T`'s parameters in order (null where absent, which the
+        // kernel tests for); views checked, live (caller).
+        unsafe { self.launch("modulation_affine", config, &args) }
     }
 
     /// `out (+)= a(x) Wᵀ + bias` on a few fp32 rows.
-    #[allow(clippy::too_many_arguments)]
-    pub fn small_linear(
-        &self,
-        x: u64,
-        w: u64,
-        bias: u64,
-        out: u64,
-        rows: usize,
-        inp: usize,
-        outp: usize,
-        silu_input: bool,
-        accumulate: bool,
-    ) -> Result<()> {
+    ///
+    /// # Safety
+    /// Every view of `params` satisfies the module's launch contract.
+    pub unsafe fn small_linear(&self, params: SmallLinear) -> Result<()> {
+        let SmallLinear {
+            x,
+            weight,
+            bias,
+            out,
+            rows,
+            inputs,
+            outputs,
+            input,
+            output,
+        } = params;
+        self.require("small_linear x", x, rows * inputs)?;
+        self.require("small_linear weight", weight, outputs * inputs)?;
+        self.require("small_linear bias", bias, outputs)?;
+        self.require("small_linear out", out, rows * outputs)?;
+        let silu_input = input == SmallLinearInput::Silu;
+        let accumulate = output == SmallLinearOutput::Accumulate;
         let args = [
-            Ptr(x),
-            Ptr(w),
-            Ptr(bias),
-            Ptr(out),
+            Ptr(x.addr()),
+            Ptr(weight.addr()),
+            Ptr(bias.addr()),
+            Ptr(out.addr()),
             int(rows),
-            int(inp),
-            int(outp),
+            int(inputs),
+            int(outputs),
             int(silu_input as usize),
             int(accumulate as usize),
         ];
-        self.launch("small_linear", grid_1d((outp as u64).div_ceil(32)), &args)
+        let config = grid_1d((outputs as u64).div_ceil(32));
+        // SAFETY: `small_linear_T`'s parameters in order; views checked, live (caller).
+        unsafe { self.launch("small_linear", config, &args) }
     }
 
-    /// dit timestep features `[B, 256]`.
-    pub fn timestep_features_dit(&self, t: u64, out: u64, batch: usize) -> Result<()> {
-        let args = [Ptr(t), Ptr(out), int(batch)];
-        self.launch(
-            "timestep_features_dit",
-            per_value(batch as u64 * 128),
-            &args,
-        )
-    }
-
-    /// edifice timestep features `[B, 2·half]`.
-    pub fn timestep_features_edifice(
+    /// dit timestep features `[batch, 2·DIT_TIMESTEP_FREQUENCIES]` of the timesteps `t`.
+    ///
+    /// # Safety
+    /// `t` and `out` satisfy the module's launch contract.
+    pub unsafe fn timestep_features_dit(
         &self,
-        t: u64,
-        out: u64,
+        t: DeviceSlice<f32>,
+        out: DeviceSlice<f32>,
+        batch: usize,
+    ) -> Result<()> {
+        self.require("timestep_features t", t, batch)?;
+        self.require(
+            "timestep_features out",
+            out,
+            batch * 2 * DIT_TIMESTEP_FREQUENCIES,
+        )?;
+        let args = [Ptr(t.addr()), Ptr(out.addr()), int(batch)];
+        let config = per_value((batch * DIT_TIMESTEP_FREQUENCIES) as u64);
+        // SAFETY: `timestep_features_dit`'s parameters in order; views checked, live (caller).
+        unsafe { self.launch("timestep_features_dit", config, &args) }
+    }
+
+    /// edifice timestep features `[batch, 2·half]` of the timesteps `t`.
+    ///
+    /// # Safety
+    /// `t` and `out` satisfy the module's launch contract.
+    pub unsafe fn timestep_features_edifice(
+        &self,
+        t: DeviceSlice<f32>,
+        out: DeviceSlice<f32>,
         batch: usize,
         half: usize,
         num_steps: f32,
     ) -> Result<()> {
-        let args = [Ptr(t), Ptr(out), int(batch), int(half), Float(num_steps)];
-        self.launch(
-            "timestep_features_edifice",
-            per_value((batch * half.max(1)) as u64),
-            &args,
-        )
+        self.require("timestep_features t", t, batch)?;
+        self.require("timestep_features out", out, batch * 2 * half)?;
+        let args = [
+            Ptr(t.addr()),
+            Ptr(out.addr()),
+            int(batch),
+            int(half),
+            Float(num_steps),
+        ];
+        let config = per_value((batch * half.max(1)) as u64);
+        // SAFETY: `timestep_features_edifice`'s parameters in order; views checked, live
+        // (caller).
+        unsafe { self.launch("timestep_features_edifice", config, &args) }
     }
 
-    /// One-hot `[B, C]` of the labels.
-    pub fn class_onehot(&self, y: u64, out: u64, batch: usize, classes: usize) -> Result<()> {
-        let args = [Ptr(y), Ptr(out), int(batch), int(classes)];
-        self.launch("class_onehot", per_value((batch * classes) as u64), &args)
-    }
-
-    /// `c[b] += table[y_b]`.
-    pub fn add_class_embedding(
+    /// One-hot `[batch, classes]` of the labels.
+    ///
+    /// # Safety
+    /// `labels` and `out` satisfy the module's launch contract.
+    pub unsafe fn class_onehot(
         &self,
-        c: u64,
-        table: u64,
-        y: u64,
+        labels: DeviceSlice<i64>,
+        out: DeviceSlice<f32>,
+        batch: usize,
+        classes: usize,
+    ) -> Result<()> {
+        self.require("class_onehot labels", labels, batch)?;
+        self.require("class_onehot out", out, batch * classes)?;
+        let args = [
+            Ptr(labels.addr()),
+            Ptr(out.addr()),
+            int(batch),
+            int(classes),
+        ];
+        let config = per_value((batch * classes) as u64);
+        // SAFETY: `class_onehot`'s parameters in order; views checked, live (caller).
+        unsafe { self.launch("class_onehot", config, &args) }
+    }
+
+    /// `condition[b] += table[labels[b]]`, rows of `h`.
+    ///
+    /// # Safety
+    /// The views satisfy the module's launch contract, and every label indexes a row of
+    /// `table` (the kernel reads the row a label names without bounds).
+    pub unsafe fn add_class_embedding(
+        &self,
+        condition: DeviceSlice<f32>,
+        table: DeviceSlice<Storage>,
+        labels: DeviceSlice<i64>,
         batch: usize,
         h: usize,
     ) -> Result<()> {
-        let args = [Ptr(c), Ptr(table), Ptr(y), int(batch), int(h)];
-        self.launch("add_class_embedding", per_value((batch * h) as u64), &args)
+        self.require("add_class_embedding condition", condition, batch * h)?;
+        self.require("add_class_embedding table", table, h)?;
+        self.require("add_class_embedding labels", labels, batch)?;
+        let args = [
+            Ptr(condition.addr()),
+            Ptr(table.addr()),
+            Ptr(labels.addr()),
+            int(batch),
+            int(h),
+        ];
+        let config = per_value((batch * h) as u64);
+        // SAFETY: `add_class_embedding_T`'s parameters in order; views checked, live and
+        // labels in range (caller).
+        unsafe { self.launch("add_class_embedding", config, &args) }
     }
 
     /// `x[r] += bias + table[r % table_rows]`.
-    pub fn embed_add(
-        &self,
-        x: u64,
-        bias: u64,
-        table: u64,
-        rows: usize,
-        h: usize,
-        table_rows: usize,
-    ) -> Result<()> {
+    ///
+    /// # Safety
+    /// Every view of `params` satisfies the module's launch contract.
+    pub unsafe fn embed_add(&self, params: EmbedAdd) -> Result<()> {
+        let EmbedAdd {
+            x,
+            bias,
+            table,
+            rows,
+            hidden: h,
+            table_rows,
+        } = params;
+        self.require("embed_add x", x, rows * h)?;
+        self.require("embed_add bias", bias, h)?;
+        self.require("embed_add table", table, table_rows.min(rows) * h)?;
         let args = [
-            Ptr(x),
-            Ptr(bias),
-            Ptr(table),
+            Ptr(x.addr()),
+            Ptr(bias.addr()),
+            Ptr(table.addr()),
             int(rows),
             int(h),
             int(table_rows),
         ];
-        self.launch("embed_add", elementwise((rows * h) as u64), &args)
+        let config = elementwise((rows * h) as u64);
+        // SAFETY: `embed_add_T`'s parameters in order; views checked, live (caller).
+        unsafe { self.launch("embed_add", config, &args) }
     }
 
-    /// `x = GELU(x + bias)` in place: exact erf (`tanh = false`) or tanh approximation.
-    pub fn bias_gelu(&self, x: u64, bias: u64, rows: usize, m: usize, tanh: bool) -> Result<()> {
-        let name = if tanh {
-            "bias_gelu_tanh"
-        } else {
-            "bias_gelu_erf"
+    /// `x = GELU(x + bias)` in place on `rows` rows of `m`.
+    ///
+    /// # Safety
+    /// `x` and `bias` satisfy the module's launch contract.
+    pub unsafe fn bias_gelu(
+        &self,
+        x: DeviceSlice<Storage>,
+        bias: DeviceSlice<Storage>,
+        rows: usize,
+        m: usize,
+        gelu: Gelu,
+    ) -> Result<()> {
+        self.require("bias_gelu x", x, rows * m)?;
+        self.require("bias_gelu bias", bias, m)?;
+        let name = match gelu {
+            Gelu::Tanh => "bias_gelu_tanh",
+            Gelu::Erf => "bias_gelu_erf",
         };
-        let args = [Ptr(x), Ptr(bias), Long(rows as i64), int(m)];
-        self.launch(name, elementwise((rows * m) as u64), &args)
+        let args = [Ptr(x.addr()), Ptr(bias.addr()), Long(rows as i64), int(m)];
+        let config = elementwise((rows * m) as u64);
+        // SAFETY: `bias_gelu_{tanh,erf}_T`'s parameters in order; views checked, live (caller).
+        unsafe { self.launch(name, config, &args) }
     }
 
     /// The three passes of linear attention; `chunk` tokens per pass-1 block.
-    #[allow(clippy::too_many_arguments)]
-    pub fn linear_attention(
-        &self,
-        qkv: u64,
-        partial: u64,
-        state: u64,
-        out: u64,
-        batch: usize,
-        tokens: usize,
-        heads: usize,
-        d: usize,
-        chunk: usize,
-    ) -> Result<()> {
+    ///
+    /// # Safety
+    /// Every view of `params` satisfies the module's launch contract.
+    pub unsafe fn linear_attention(&self, params: LinearAttention) -> Result<()> {
+        let LinearAttention {
+            qkv,
+            partial,
+            state,
+            out,
+            batch,
+            tokens,
+            heads,
+            head_dim: d,
+            chunk,
+        } = params;
         let chunks = tokens.div_ceil(chunk);
+        let (rows, h, state_size) = (batch * tokens, heads * d, d * d + d);
+        self.require("linear_attention qkv", qkv, rows * 3 * h)?;
+        self.require(
+            "linear_attention partial",
+            partial,
+            batch * heads * chunks * state_size,
+        )?;
+        self.require("linear_attention state", state, batch * heads * state_size)?;
+        self.require("linear_attention out", out, rows * h)?;
+        let (qkv, partial, state, out) = (qkv.addr(), partial.addr(), state.addr(), out.addr());
         let block = (THREADS, 1, 1);
         let shape = [int(batch), int(tokens), int(heads), int(d)];
         let partial_config = LaunchConfig {
@@ -427,7 +627,9 @@ impl Ops {
             shape[3],
             int(chunk),
         ];
-        self.launch("linear_attention_partial", partial_config, &args)?;
+        // SAFETY: `linear_attention_partial_T`'s parameters in order; views checked, live
+        // (caller).
+        unsafe { self.launch("linear_attention_partial", partial_config, &args) }?;
 
         let reduce_config = LaunchConfig {
             grid_dim: (
@@ -445,7 +647,9 @@ impl Ops {
             int(chunks),
             int(d),
         ];
-        self.launch("linear_attention_reduce", reduce_config, &args)?;
+        // SAFETY: `linear_attention_reduce`'s parameters in order; views checked, live
+        // (caller).
+        unsafe { self.launch("linear_attention_reduce", reduce_config, &args) }?;
 
         let apply_config = LaunchConfig {
             grid_dim: (
@@ -465,7 +669,9 @@ impl Ops {
             shape[2],
             shape[3],
         ];
-        self.launch("linear_attention_apply", apply_config, &args)
+        // SAFETY: `linear_attention_apply_T`'s parameters in order; views checked, live
+        // (caller).
+        unsafe { self.launch("linear_attention_apply", apply_config, &args) }
     }
 }
 

@@ -16,7 +16,7 @@ pub enum Stream {
 /// A step of a forward, in issue order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
-    /// A new plan's arena allocated and zero-filled (`cuMemAllocAsync` + `cuMemsetD8Async`,
+    /// A new shape's arena allocated and zero-filled (`cuMemAllocAsync` + `cuMemsetD8Async`,
     /// compute stream).
     NewArena,
     /// x, t and y copied from pinned staging into the arena (copy stream).
@@ -50,12 +50,21 @@ impl Step {
     }
 }
 
+/// Whether the forward's shape has its arena yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arena {
+    /// The first forward of its shape: the arena is allocated first.
+    New,
+    /// Allocated by an earlier forward.
+    Existing,
+}
+
 /// The steps of one forward. A new arena is zero-filled on the compute stream, so the copy
 /// stream must wait for the fill before writing the inputs into it — otherwise the memset
-/// may land after the upload and the first forward of every new plan reads zeros.
-pub fn forward_steps(new_arena: bool) -> Vec<Step> {
+/// may land after the upload and the first forward of every new shape reads zeros.
+pub fn forward_steps(arena: Arena) -> Vec<Step> {
     let mut steps = Vec::with_capacity(8);
-    if new_arena {
+    if arena == Arena::New {
         steps.push(Step::NewArena);
         steps.push(Step::Order {
             from: Stream::Compute,
@@ -153,9 +162,9 @@ mod tests {
 
     #[test]
     fn every_reader_runs_after_its_writer() {
-        for new_arena in [true, false] {
-            let s = Schedule::new(forward_steps(new_arena));
-            if new_arena {
+        for arena in [Arena::New, Arena::Existing] {
+            let s = Schedule::new(forward_steps(arena));
+            if arena == Arena::New {
                 // The zero fill of the arena before the inputs are written into it.
                 assert!(s.happens_before(Step::NewArena, Step::Upload));
                 assert!(s.happens_before(Step::NewArena, Step::Forward));
@@ -173,7 +182,7 @@ mod tests {
     fn the_checker_catches_the_missing_order_after_the_zero_fill() {
         // The schedule before the fix: the fill on the compute stream, the upload on the copy
         // stream, no event between them.
-        let mut racy = forward_steps(true);
+        let mut racy = forward_steps(Arena::New);
         racy.remove(1);
         let s = Schedule::new(racy);
         assert!(!s.happens_before(Step::NewArena, Step::Upload));

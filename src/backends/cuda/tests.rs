@@ -11,9 +11,14 @@
 
 use super::blas::{Blas, Epilogue, GemmShape, GemmType};
 use super::device::devices;
+use super::device_slice::Storage;
+use super::launch_params::{
+    EmbedAdd, LinearAttention, ModulationAffine, ModulationColumns, NormModulate, NormWeights,
+    ResidualNormModulate, SmallLinear, SmallLinearInput, SmallLinearOutput,
+};
 use super::module::Kernels;
-use super::ops::{Ops, StorageType};
-use super::weights::{DeviceBuffer, storage_bytes};
+use super::ops::{Gelu, Ops, StorageType};
+use super::weights::{DeviceArray, storage_bytes};
 use super::{kernels_unavailable_reason, skip_gpu_test, unavailable_reason};
 use crate::backends::cpu::activation::{gelu_erf, gelu_tanh, silu};
 use crate::backends::cpu::attention::{AttentionShape, linear_attention};
@@ -82,36 +87,40 @@ impl Gpu {
         Ops::new(&self.kernels, dtype, self.stream.clone()).expect("ops")
     }
 
-    fn f32(&self, values: &[f32]) -> DeviceBuffer {
-        DeviceBuffer::upload(&self.stream, bytemuck::cast_slice(values)).expect("upload")
+    fn f32(&self, values: &[f32]) -> DeviceArray<f32> {
+        DeviceArray::upload(&self.stream, values).expect("upload")
     }
 
-    fn typed(&self, values: &[f32], dtype: StorageType) -> DeviceBuffer {
-        DeviceBuffer::upload(&self.stream, &storage_bytes(values, dtype)).expect("upload")
+    fn typed(&self, values: &[f32], dtype: StorageType) -> DeviceArray<Storage> {
+        DeviceArray::upload_storage(&self.stream, values, dtype).expect("upload")
     }
 
-    fn i64(&self, values: &[i64]) -> DeviceBuffer {
-        DeviceBuffer::upload(&self.stream, bytemuck::cast_slice(values)).expect("upload")
+    fn i64(&self, values: &[i64]) -> DeviceArray<i64> {
+        DeviceArray::upload(&self.stream, values).expect("upload")
     }
 
-    fn zeros(&self, bytes: usize) -> DeviceBuffer {
-        DeviceBuffer::zeros(&self.stream, bytes).expect("alloc")
+    fn zeros_f32(&self, len: usize) -> DeviceArray<f32> {
+        DeviceArray::zeros(&self.stream, len).expect("alloc")
     }
 
-    fn read_f32(&self, buffer: &DeviceBuffer, n: usize) -> Vec<f32> {
+    fn zeros_typed(&self, len: usize, dtype: StorageType) -> DeviceArray<Storage> {
+        DeviceArray::zeros_storage(&self.stream, len, dtype).expect("alloc")
+    }
+
+    fn read_f32(&self, buffer: &DeviceArray<f32>, n: usize) -> Vec<f32> {
         self.stream.synchronize().expect("kernel ran");
         let mut out = vec![0f32; n];
         // SAFETY: `buffer` holds at least n floats; the stream is idle.
-        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut out, buffer.addr()) }
+        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut out, buffer.slice().addr()) }
             .expect("download");
         out
     }
 
-    fn read_typed(&self, buffer: &DeviceBuffer, n: usize, dtype: StorageType) -> Vec<f32> {
+    fn read_typed(&self, buffer: &DeviceArray<Storage>, n: usize, dtype: StorageType) -> Vec<f32> {
         self.stream.synchronize().expect("kernel ran");
         let mut bytes = vec![0u8; n * dtype.size()];
         // SAFETY: as above.
-        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut bytes, buffer.addr()) }
+        unsafe { cudarc::driver::result::memcpy_dtoh_sync(&mut bytes, buffer.slice().addr()) }
             .expect("download");
         from_storage(&bytes, dtype)
     }
@@ -192,21 +201,22 @@ fn linear_attention_matches_cpu_for_ragged_tokens_and_head_sizes() {
             let chunk = super::ops::attention_chunk(tokens);
             let chunks = tokens.div_ceil(chunk);
             let q = gpu.typed(&qkv, dtype);
-            let partial = gpu.zeros(batch * heads * chunks * (d * d + d) * 4);
-            let state = gpu.zeros(batch * heads * (d * d + d) * 4);
-            let out = gpu.zeros(batch * tokens * h * dtype.size());
-            ops.linear_attention(
-                q.addr(),
-                partial.addr(),
-                state.addr(),
-                out.addr(),
+            let partial = gpu.zeros_f32(batch * heads * chunks * (d * d + d));
+            let state = gpu.zeros_f32(batch * heads * (d * d + d));
+            let out = gpu.zeros_typed(batch * tokens * h, dtype);
+            let params = LinearAttention {
+                qkv: q.slice(),
+                partial: partial.slice(),
+                state: state.slice(),
+                out: out.slice(),
                 batch,
                 tokens,
                 heads,
-                d,
+                head_dim: d,
                 chunk,
-            )
-            .unwrap();
+            };
+            // SAFETY: the buffers live until the stream is synchronised by the read below.
+            unsafe { ops.linear_attention(params) }.unwrap();
             let got = gpu.read_typed(&out, batch * tokens * h, dtype);
             check(
                 &format!("linear_attention B={batch} N={tokens} H={heads} d={d}"),
@@ -234,18 +244,19 @@ fn norm_kernels_match_cpu() {
             let mut expected = vec![0f32; rows * h];
             norm_rows(&x, &mut expected, h, tokens, &affine);
             let (dx, scale, shift) = (gpu.f32(&x), gpu.f32(&affine.scale), gpu.f32(&affine.shift));
-            let out = gpu.zeros(rows * h * dtype.size());
-            ops.norm_modulate(
-                dx.addr(),
-                out.addr(),
-                scale.addr(),
-                shift.addr(),
+            let out = gpu.zeros_typed(rows * h, dtype);
+            let params = NormModulate {
+                x: dx.slice(),
+                out: out.slice(),
+                scale: scale.slice(),
+                shift: shift.slice(),
                 rows,
-                h,
+                hidden: h,
                 tokens,
-                1e-6,
-            )
-            .unwrap();
+                eps: 1e-6,
+            };
+            // SAFETY: the buffers live until the stream is synchronised by the read below.
+            unsafe { ops.norm_modulate(params) }.unwrap();
             check(
                 &format!("norm_modulate R={rows} h={h}"),
                 dtype,
@@ -277,22 +288,22 @@ fn norm_kernels_match_cpu() {
                 gpu.typed(&bias, dtype),
                 gpu.f32(&gates),
             );
-            let gate_addr = dg.addr() + (2 * h * 4) as u64;
-            ops.residual_norm_modulate(
-                dx.addr(),
-                dy.addr(),
-                db.addr(),
-                gate_addr,
-                6 * h,
-                out.addr(),
-                scale.addr(),
-                shift.addr(),
+            let params = ResidualNormModulate {
+                x: dx.slice(),
+                y: dy.slice(),
+                bias: db.slice(),
+                gate: dg.slice().skip(2 * h).unwrap(),
+                gate_stride: 6 * h,
+                out: out.slice(),
+                scale: scale.slice(),
+                shift: shift.slice(),
                 rows,
-                h,
+                hidden: h,
                 tokens,
-                1e-6,
-            )
-            .unwrap();
+                eps: 1e-6,
+            };
+            // SAFETY: the buffers live until the stream is synchronised by the reads below.
+            unsafe { ops.residual_norm_modulate(params) }.unwrap();
             check(
                 &format!("residual (x) R={rows} h={h}"),
                 StorageType::F32,
@@ -329,15 +340,16 @@ fn conditioning_kernels_match_cpu() {
             for (row, &t) in expected.chunks_mut(f).zip(&t) {
                 timestep_features(&config, t, row);
             }
-            let (dt, out) = (gpu.f32(&t), gpu.zeros(batch * f * 4));
+            let (dt, out) = (gpu.f32(&t), gpu.zeros_f32(batch * f));
+            let (t_view, out_view) = (dt.slice(), out.slice());
+            // SAFETY: the buffers live until the stream is synchronised by the read below.
             match flavor {
-                Flavor::Dit => ops
-                    .timestep_features_dit(dt.addr(), out.addr(), batch)
-                    .unwrap(),
-                Flavor::Edifice => ops
-                    .timestep_features_edifice(dt.addr(), out.addr(), batch, h / 2, 1000.0)
-                    .unwrap(),
+                Flavor::Dit => unsafe { ops.timestep_features_dit(t_view, out_view, batch) },
+                Flavor::Edifice => unsafe {
+                    ops.timestep_features_edifice(t_view, out_view, batch, h / 2, 1000.0)
+                },
             }
+            .unwrap();
             check(
                 &format!("timestep_features {flavor}"),
                 StorageType::F32,
@@ -370,18 +382,19 @@ fn conditioning_kernels_match_cpu() {
                 gpu.typed(&bias, dtype),
                 gpu.f32(&base),
             );
-            ops.small_linear(
-                dx.addr(),
-                dw.addr(),
-                db.addr(),
-                out.addr(),
+            let params = SmallLinear {
+                x: dx.slice(),
+                weight: dw.slice(),
+                bias: db.slice(),
+                out: out.slice(),
                 rows,
-                inp,
-                outp,
-                true,
-                true,
-            )
-            .unwrap();
+                inputs: inp,
+                outputs: outp,
+                input: SmallLinearInput::Silu,
+                output: SmallLinearOutput::Accumulate,
+            };
+            // SAFETY: the buffers live until the stream is synchronised by the read below.
+            unsafe { ops.small_linear(params) }.unwrap();
             check(
                 &format!("small_linear {rows}x{inp}->{outp}"),
                 StorageType::F32,
@@ -393,9 +406,9 @@ fn conditioning_kernels_match_cpu() {
         // One-hot (labels outside [0, C) are the null class) and the class table.
         let y = [0i64, 3, 4, -1, 2];
         let dy = gpu.i64(&y);
-        let onehot = gpu.zeros(batch * 4 * 4);
-        ops.class_onehot(dy.addr(), onehot.addr(), batch, 4)
-            .unwrap();
+        let onehot = gpu.zeros_f32(batch * 4);
+        // SAFETY: the buffers live until the stream is synchronised by the read below.
+        unsafe { ops.class_onehot(dy.slice(), onehot.slice(), batch, 4) }.unwrap();
         let expected: Vec<f32> = y
             .iter()
             .flat_map(|&l| (0..4).map(move |c| if l == c { 1.0 } else { 0.0 }))
@@ -410,8 +423,9 @@ fn conditioning_kernels_match_cpu() {
             .map(|(i, &c)| c + table[labels[i / h] as usize * h + i % h])
             .collect();
         let (dc, dtab, dl) = (gpu.f32(&c0), gpu.typed(&table, dtype), gpu.i64(&labels));
-        ops.add_class_embedding(dc.addr(), dtab.addr(), dl.addr(), batch, h)
-            .unwrap();
+        // SAFETY: the buffers live until the stream is synchronised by the read below; every
+        // label indexes one of the table's 5 rows.
+        unsafe { ops.add_class_embedding(dc.slice(), dtab.slice(), dl.slice(), batch, h) }.unwrap();
         check(
             "add_class_embedding",
             StorageType::F32,
@@ -430,14 +444,19 @@ fn elementwise_kernels_match_cpu() {
             let x = round(&random(rows * m, 13, 2.0), dtype);
             let bias = round(&random(m, 14, 0.5), dtype);
             for tanh in [true, false] {
-                let gelu = if tanh { gelu_tanh } else { gelu_erf };
+                let (gelu, kind) = if tanh {
+                    (gelu_tanh as fn(f32) -> f32, Gelu::Tanh)
+                } else {
+                    (gelu_erf as fn(f32) -> f32, Gelu::Erf)
+                };
                 let expected: Vec<f32> = x
                     .iter()
                     .enumerate()
                     .map(|(i, &v)| gelu(v + bias[i % m]))
                     .collect();
                 let (dx, db) = (gpu.typed(&x, dtype), gpu.typed(&bias, dtype));
-                ops.bias_gelu(dx.addr(), db.addr(), rows, m, tanh).unwrap();
+                // SAFETY: the buffers live until the stream is synchronised by the read below.
+                unsafe { ops.bias_gelu(dx.slice(), db.slice(), rows, m, kind) }.unwrap();
                 check(
                     &format!("bias_gelu tanh={tanh} {rows}x{m}"),
                     dtype,
@@ -449,8 +468,9 @@ fn elementwise_kernels_match_cpu() {
         // Cast, position add and the modulation fold.
         let (batch, tokens, h) = (3, 7, 64);
         let v = random(batch * tokens * h, 15, 3.0);
-        let (dv, dt) = (gpu.f32(&v), gpu.zeros(v.len() * dtype.size()));
-        ops.cast_in(dv.addr(), dt.addr(), v.len() as u64).unwrap();
+        let (dv, dt) = (gpu.f32(&v), gpu.zeros_typed(v.len(), dtype));
+        // SAFETY: the buffers live until the stream is synchronised by the read below.
+        unsafe { ops.cast_in(dv.slice(), dt.slice(), v.len()) }.unwrap();
         check(
             "cast_f32_to_T",
             dtype,
@@ -465,15 +485,16 @@ fn elementwise_kernels_match_cpu() {
             .map(|(i, &x)| x + bias[i % h] + table[(i / h % tokens) * h + i % h])
             .collect();
         let (dbias, dtable) = (gpu.typed(&bias, dtype), gpu.f32(&table));
-        ops.embed_add(
-            dv.addr(),
-            dbias.addr(),
-            dtable.addr(),
-            batch * tokens,
-            h,
-            tokens,
-        )
-        .unwrap();
+        let params = EmbedAdd {
+            x: dv.slice(),
+            bias: dbias.slice(),
+            table: dtable.slice(),
+            rows: batch * tokens,
+            hidden: h,
+            table_rows: tokens,
+        };
+        // SAFETY: the buffers live until the stream is synchronised by the read below.
+        unsafe { ops.embed_add(params) }.unwrap();
         check(
             "embed_add",
             StorageType::F32,
@@ -502,20 +523,25 @@ fn elementwise_kernels_match_cpu() {
             gpu.typed(&gamma, dtype),
             gpu.typed(&beta, dtype),
         );
-        let (scale, shift) = (gpu.zeros(batch * h * 4), gpu.zeros(batch * h * 4));
-        ops.modulation_affine(
-            dm.addr(),
-            6 * h,
-            3 * h,
-            4 * h,
-            dg.addr(),
-            db.addr(),
-            scale.addr(),
-            shift.addr(),
-            batch,
-            h,
-        )
-        .unwrap();
+        let (scale, shift) = (gpu.zeros_f32(batch * h), gpu.zeros_f32(batch * h));
+        let params = ModulationAffine {
+            modulation: Some(ModulationColumns {
+                matrix: dm.slice(),
+                stride: 6 * h,
+                shift_col: 3 * h,
+                scale_col: 4 * h,
+            }),
+            norm: Some(NormWeights {
+                gamma: dg.slice(),
+                beta: db.slice(),
+            }),
+            scale_out: scale.slice(),
+            shift_out: shift.slice(),
+            samples: batch,
+            hidden: h,
+        };
+        // SAFETY: the buffers live until the stream is synchronised by the reads below.
+        unsafe { ops.modulation_affine(params) }.unwrap();
         check(
             "modulation_affine scale",
             StorageType::F32,
@@ -540,16 +566,17 @@ fn fp16_stores_saturate_instead_of_overflowing() {
     let ops = gpu.ops(dtype);
     let values = [1e6f32, -1e6, 65519.0, 7e4, 1.5, -0.25, 65504.0, f32::NAN];
     let expected = [65504.0f32, -65504.0, 65504.0, 65504.0, 1.5, -0.25, 65504.0];
-    let (dv, dt) = (gpu.f32(&values), gpu.zeros(values.len() * dtype.size()));
-    ops.cast_in(dv.addr(), dt.addr(), values.len() as u64)
-        .unwrap();
+    let (dv, dt) = (gpu.f32(&values), gpu.zeros_typed(values.len(), dtype));
+    // SAFETY: the buffers live until the stream is synchronised by the read below.
+    unsafe { ops.cast_in(dv.slice(), dt.slice(), values.len()) }.unwrap();
     let got = gpu.read_typed(&dt, values.len(), dtype);
     assert_eq!(&got[..7], &expected, "cast_f32_to_T in fp16");
     assert!(got[7].is_nan(), "NaN must stay NaN, got {}", got[7]);
 
     let (x, bias) = (vec![60000.0f32; 8], vec![60000.0f32; 8]);
     let (dx, db) = (gpu.typed(&x, dtype), gpu.typed(&bias, dtype));
-    ops.bias_gelu(dx.addr(), db.addr(), 1, 8, true).unwrap();
+    // SAFETY: the buffers live until the stream is synchronised by the read below.
+    unsafe { ops.bias_gelu(dx.slice(), db.slice(), 1, 8, Gelu::Tanh) }.unwrap();
     let got = gpu.read_typed(&dx, 8, dtype);
     assert!(
         got.iter().all(|&v| v == 65504.0),
@@ -580,7 +607,7 @@ fn fp16_gemm_outputs_overflow_to_inf() {
         (Epilogue::None, f32::NEG_INFINITY),
         (Epilogue::GeluBias, 0.0),
     ] {
-        let out = gpu.zeros(n * 2);
+        let out = gpu.zeros_typed(n, dtype);
         let shape = GemmShape {
             rows: 1,
             n,
@@ -589,9 +616,10 @@ fn fp16_gemm_outputs_overflow_to_inf() {
             output: GemmType::F16,
             epilogue,
         };
-        let bias = (epilogue != Epilogue::None).then(|| bias.addr());
+        let bias = (epilogue != Epilogue::None).then(|| bias.slice().addr());
+        let (x, w, y) = (dx.slice().addr(), dw.slice().addr(), out.slice().addr());
         // SAFETY: buffers sized for this shape; the stream is synchronised before reading.
-        unsafe { blas.linear(shape, dx.addr(), dw.addr(), bias, out.addr()) }.expect("GEMM");
+        unsafe { blas.linear(shape, x, w, bias, y) }.expect("GEMM");
         let got = gpu.read_typed(&out, n, dtype);
         println!("fp16 GEMM {epilogue:?}: {got:?}");
         assert_eq!(got[0], f32::INFINITY, "{epilogue:?}: {got:?}");

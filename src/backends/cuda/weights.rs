@@ -3,6 +3,7 @@
 //! launch computes every block's modulation.
 
 use super::device::device_error;
+use super::device_slice::{DeviceSlice, Element, FixedElement, Storage};
 use super::ops::StorageType;
 use crate::error::Result;
 use crate::model::Flavor;
@@ -10,7 +11,7 @@ use crate::weights::Weights;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 use std::sync::Arc;
 
-/// A device buffer and its raw address (valid for the buffer's lifetime).
+/// Device memory and its raw address (valid for the buffer's lifetime), untyped.
 pub struct DeviceBuffer {
     /// Owns the memory (freed on drop).
     _slice: CudaSlice<u8>,
@@ -48,6 +49,69 @@ impl DeviceBuffer {
     }
 }
 
+/// Device memory holding elements of one type: the memory and the view of all of it.
+pub struct DeviceArray<T> {
+    _memory: DeviceBuffer,
+    view: DeviceSlice<T>,
+}
+
+impl<T: Element> DeviceArray<T> {
+    /// The view of every element (valid while `self` lives).
+    pub fn slice(&self) -> DeviceSlice<T> {
+        self.view
+    }
+}
+
+impl<T: FixedElement + bytemuck::Pod> DeviceArray<T> {
+    /// Uploads `values`.
+    pub fn upload(stream: &Arc<CudaStream>, values: &[T]) -> Result<Self> {
+        let memory = DeviceBuffer::upload(stream, bytemuck::cast_slice(values))?;
+        let view = DeviceSlice::new(memory.addr(), values.len());
+        Ok(DeviceArray {
+            _memory: memory,
+            view,
+        })
+    }
+
+    /// `len` zeros (for the kernel tests' outputs).
+    #[cfg(test)]
+    pub fn zeros(stream: &Arc<CudaStream>, len: usize) -> Result<Self> {
+        let memory = DeviceBuffer::zeros(stream, len * T::SIZE)?;
+        let view = DeviceSlice::new(memory.addr(), len);
+        Ok(DeviceArray {
+            _memory: memory,
+            view,
+        })
+    }
+}
+
+impl DeviceArray<Storage> {
+    /// Uploads `values` converted to `dtype` ([`storage_bytes`]).
+    pub fn upload_storage(
+        stream: &Arc<CudaStream>,
+        values: &[f32],
+        dtype: StorageType,
+    ) -> Result<Self> {
+        let memory = DeviceBuffer::upload(stream, &storage_bytes(values, dtype))?;
+        let view = DeviceSlice::storage(memory.addr(), values.len(), dtype);
+        Ok(DeviceArray {
+            _memory: memory,
+            view,
+        })
+    }
+
+    /// `len` zeros of `dtype` (for the kernel tests' outputs).
+    #[cfg(test)]
+    pub fn zeros_storage(stream: &Arc<CudaStream>, len: usize, dtype: StorageType) -> Result<Self> {
+        let memory = DeviceBuffer::zeros(stream, len * dtype.size())?;
+        let view = DeviceSlice::storage(memory.addr(), len, dtype);
+        Ok(DeviceArray {
+            _memory: memory,
+            view,
+        })
+    }
+}
+
 /// `values` in the storage type's little-endian bytes; fp16 under the one saturating policy
 /// the file writer uses too ([`crate::dtype::f16_saturating`]).
 pub fn storage_bytes(values: &[f32], dtype: StorageType) -> Vec<u8> {
@@ -67,9 +131,9 @@ pub fn storage_bytes(values: &[f32], dtype: StorageType) -> Vec<u8> {
 /// A Linear layer on the device.
 pub struct DeviceLinear {
     /// `[out, in]` in the storage type.
-    pub weight: DeviceBuffer,
+    pub weight: DeviceArray<Storage>,
     /// `[out]` in the storage type.
-    pub bias: DeviceBuffer,
+    pub bias: DeviceArray<Storage>,
     /// Output features.
     pub out: usize,
     /// Input features.
@@ -87,7 +151,7 @@ pub struct DeviceBlock {
     /// m → h.
     pub fc2: DeviceLinear,
     /// edifice: norm1 (γ, β) and norm2 (γ, β).
-    pub norms: Option<[DeviceBuffer; 4]>,
+    pub norms: Option<[DeviceArray<Storage>; 4]>,
 }
 
 /// Every weight of the model on the device.
@@ -95,27 +159,27 @@ pub struct DeviceWeights {
     /// D → h.
     pub x_embedder: DeviceLinear,
     /// edifice's learned position vector, fp32 `[1, h]`.
-    pub pos_embed: Option<DeviceBuffer>,
+    pub pos_embed: Option<DeviceArray<f32>>,
     /// Timestep MLP.
     pub t_mlp: (DeviceLinear, DeviceLinear),
     /// dit class table `[C+1, h]`.
-    pub class_table: Option<DeviceBuffer>,
+    pub class_table: Option<DeviceArray<Storage>>,
     /// edifice class MLP.
     pub class_mlp: Option<(DeviceLinear, DeviceLinear)>,
     /// Every block's adaLN weight, concatenated: `[L·6h, h]`.
-    pub adaln_weight: DeviceBuffer,
+    pub adaln_weight: DeviceArray<Storage>,
     /// Every block's adaLN bias: `[L·6h]`.
-    pub adaln_bias: DeviceBuffer,
+    pub adaln_bias: DeviceArray<Storage>,
     /// The blocks.
     pub blocks: Vec<DeviceBlock>,
     /// dit final adaLN h → 2h.
     pub final_adaln: Option<DeviceLinear>,
     /// edifice final norm (γ, β).
-    pub final_norm: Option<[DeviceBuffer; 2]>,
+    pub final_norm: Option<[DeviceArray<Storage>; 2]>,
     /// Output projection weight `[D, h]`.
-    pub final_weight: DeviceBuffer,
+    pub final_weight: DeviceArray<Storage>,
     /// Output projection bias, fp32 `[D]` (the output GEMM writes fp32).
-    pub final_bias_f32: DeviceBuffer,
+    pub final_bias_f32: DeviceArray<f32>,
 }
 
 impl DeviceWeights {
@@ -124,8 +188,8 @@ impl DeviceWeights {
         let config = weights.config();
         let values =
             |name: &str| -> Result<Vec<f32>> { Ok(weights.f32(name)?.as_slice().to_vec()) };
-        let tensor = |name: &str| -> Result<DeviceBuffer> {
-            DeviceBuffer::upload(stream, &storage_bytes(&values(name)?, dtype))
+        let tensor = |name: &str| -> Result<DeviceArray<Storage>> {
+            DeviceArray::upload_storage(stream, &values(name)?, dtype)
         };
         let linear = |prefix: &str| -> Result<DeviceLinear> {
             let shape = weights.raw(&format!("{prefix}.weight"))?.shape.clone();
@@ -137,35 +201,35 @@ impl DeviceWeights {
             })
         };
         let edifice = config.flavor == Flavor::Edifice;
-        let norm = |prefix: &str| -> Result<[DeviceBuffer; 2]> {
+        let norm = |prefix: &str| -> Result<[DeviceArray<Storage>; 2]> {
             Ok([
                 tensor(&format!("{prefix}.weight"))?,
                 tensor(&format!("{prefix}.bias"))?,
             ])
         };
-        let mut adaln_w = Vec::new();
-        let mut adaln_b = Vec::new();
+        let mut adaln_weights = Vec::new();
+        let mut adaln_biases = Vec::new();
         let mut blocks = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
-            let b = format!("blocks.{i}");
-            adaln_w.extend(values(&format!("{b}.adaLN_modulation.1.weight"))?);
-            adaln_b.extend(values(&format!("{b}.adaLN_modulation.1.bias"))?);
+            let block = format!("blocks.{i}");
+            adaln_weights.extend(values(&format!("{block}.adaLN_modulation.1.weight"))?);
+            adaln_biases.extend(values(&format!("{block}.adaLN_modulation.1.bias"))?);
             let norms = if edifice {
-                let [g1, b1] = norm(&format!("{b}.norm1"))?;
-                let [g2, b2] = norm(&format!("{b}.norm2"))?;
+                let [g1, b1] = norm(&format!("{block}.norm1"))?;
+                let [g2, b2] = norm(&format!("{block}.norm2"))?;
                 Some([g1, b1, g2, b2])
             } else {
                 None
             };
             blocks.push(DeviceBlock {
-                qkv: linear(&format!("{b}.attn.qkv"))?,
-                proj: linear(&format!("{b}.attn.proj"))?,
-                fc1: linear(&format!("{b}.mlp.fc1"))?,
-                fc2: linear(&format!("{b}.mlp.fc2"))?,
+                qkv: linear(&format!("{block}.attn.qkv"))?,
+                proj: linear(&format!("{block}.attn.proj"))?,
+                fc1: linear(&format!("{block}.mlp.fc1"))?,
+                fc2: linear(&format!("{block}.mlp.fc2"))?,
                 norms,
             });
         }
-        let f32_buffer = |v: &[f32]| DeviceBuffer::upload(stream, bytemuck::cast_slice(v));
+        let f32_buffer = |v: &[f32]| DeviceArray::upload(stream, v);
         Ok(DeviceWeights {
             x_embedder: linear("x_embedder")?,
             pos_embed: if edifice {
@@ -182,8 +246,8 @@ impl DeviceWeights {
                 (Some(_), true) => Some((linear("y_embedder.mlp.0")?, linear("y_embedder.mlp.2")?)),
                 _ => None,
             },
-            adaln_weight: DeviceBuffer::upload(stream, &storage_bytes(&adaln_w, dtype))?,
-            adaln_bias: DeviceBuffer::upload(stream, &storage_bytes(&adaln_b, dtype))?,
+            adaln_weight: DeviceArray::upload_storage(stream, &adaln_weights, dtype)?,
+            adaln_bias: DeviceArray::upload_storage(stream, &adaln_biases, dtype)?,
             blocks,
             final_adaln: if edifice {
                 None
