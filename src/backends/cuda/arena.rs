@@ -8,10 +8,12 @@
 //! or placed without the arena's base address.
 
 use super::device_slice::{DeviceSlice, FixedElement, Storage};
-use super::ops::{StorageType, attention_chunk};
+use super::ops::attention_chunk;
 use super::staging::PinnedStaging;
 use super::weights::DeviceBuffer;
+use crate::dtype::DType;
 use crate::error::Result;
+use crate::model::adaln::{BLOCK_CHUNKS, FINAL_CHUNKS};
 use crate::model::{Config, Flavor};
 use cudarc::driver::CudaStream;
 use std::sync::Arc;
@@ -72,11 +74,11 @@ pub struct ArenaBuffers {
 struct ArenaLayout {
     base: u64,
     size: usize,
-    dtype: StorageType,
+    dtype: DType,
 }
 
 impl ArenaLayout {
-    fn new(base: u64, dtype: StorageType) -> Self {
+    fn new(base: u64, dtype: DType) -> Self {
         ArenaLayout {
             base,
             size: 0,
@@ -126,8 +128,8 @@ impl ArenaBuffers {
             condition: layout.take(batch * h),
             onehot: layout.take(batch * config.num_classes.unwrap_or(1)),
             class_hidden: layout.take(batch * h),
-            modulation: layout.take(batch * layers * 6 * h),
-            final_modulation: layout.take(batch * 2 * h),
+            modulation: layout.take(batch * layers * BLOCK_CHUNKS * h),
+            final_modulation: layout.take(batch * FINAL_CHUNKS * h),
             affines: layout.take((2 * layers + 1) * 2 * batch * h),
             residual: layout.take(rows * h),
             normed: layout.take_storage(rows * h),
@@ -138,9 +140,10 @@ impl ArenaBuffers {
             partial: layout.take(batch * heads * chunks * (d * d + d)),
             attention_state: layout.take(batch * heads * (d * d + d)),
             eps: layout.take(rows * d_in),
-            x_in: match layout.dtype {
-                StorageType::F32 => x_upload.as_fp32_storage(),
-                StorageType::Bf16 | StorageType::F16 => layout.take_storage(rows * d_in),
+            x_in: if layout.dtype == DType::F32 {
+                x_upload.as_fp32_storage()
+            } else {
+                layout.take_storage(rows * d_in)
             },
         }
     }
@@ -181,7 +184,7 @@ impl ForwardArena {
     /// samples of `tokens` tokens.
     pub fn new(
         config: &Config,
-        dtype: StorageType,
+        dtype: DType,
         batch: usize,
         tokens: usize,
         stream: &Arc<CudaStream>,
@@ -237,7 +240,7 @@ mod tests {
 
     #[test]
     fn every_buffer_lies_aligned_inside_the_arena_without_overlap() {
-        for dtype in [StorageType::F32, StorageType::Bf16, StorageType::F16] {
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
             for flavor in [Flavor::Dit, Flavor::Edifice] {
                 let config = config(flavor);
                 let base = 0x7f00_0000_0000;
@@ -266,7 +269,7 @@ mod tests {
                     (b.eps.addr(), b.eps.bytes()),
                 ]
                 .to_vec();
-                if dtype == StorageType::F32 {
+                if dtype == DType::F32 {
                     assert_eq!(b.x_in.addr(), b.x_upload.addr());
                 } else {
                     regions.push((b.x_in.addr(), b.x_in.bytes()));
@@ -294,9 +297,9 @@ mod tests {
     #[test]
     fn measuring_and_placing_give_the_same_layout() {
         let config = config(Flavor::Dit);
-        let mut measure = ArenaLayout::new(0, StorageType::Bf16);
+        let mut measure = ArenaLayout::new(0, DType::BF16);
         let at_zero = ArenaBuffers::declare(&mut measure, &config, 2, 64);
-        let mut place = ArenaLayout::new(0x1_0000_0000, StorageType::Bf16);
+        let mut place = ArenaLayout::new(0x1_0000_0000, DType::BF16);
         let placed = ArenaBuffers::declare(&mut place, &config, 2, 64);
         assert_eq!(measure.size, place.size);
         assert_eq!(placed.eps.addr() - at_zero.eps.addr(), 0x1_0000_0000);

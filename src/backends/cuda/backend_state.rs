@@ -7,13 +7,14 @@ use super::blas::Blas;
 use super::device::device_error;
 use super::forward::ForwardContext;
 use super::graph::{GraphUse, Timing, launch_mode};
-use super::ops::{Ops, StorageType};
+use super::ops::Ops;
 use super::profile::Profiler;
 use super::shape_cache::{ShapeCache, ShapeKey};
 use super::staging::{download, read_eps, stage_inputs, upload};
 use super::streams::{self, Arena, Step, Stream};
 use super::weights::{DeviceArray, DeviceWeights};
 use super::{GraphStats, Phases};
+use crate::dtype::DType;
 use crate::error::Result;
 use crate::model::embedding::sincos_positions;
 use crate::model::position_cache::PositionCache;
@@ -60,7 +61,7 @@ unsafe impl Send for BackendState {}
 /// What one forward is asked to do.
 struct ForwardRequest<'a> {
     config: &'a Config,
-    dtype: StorageType,
+    dtype: DType,
     input: &'a Input<'a>,
     shape: ForwardShape,
     key: ShapeKey,
@@ -73,7 +74,7 @@ impl BackendState {
     pub fn forward(
         &mut self,
         config: &Config,
-        dtype: StorageType,
+        dtype: DType,
         input: &Input<'_>,
         shape: ForwardShape,
         timing: Timing,

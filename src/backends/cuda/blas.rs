@@ -23,6 +23,7 @@
 //! pins this behaviour down.
 
 use super::device::device_error;
+use crate::dtype::DType;
 use crate::error::Result;
 use cudarc::cublaslt::result as lt;
 use cudarc::cublaslt::sys;
@@ -32,24 +33,13 @@ use std::ffi::c_void;
 use std::mem::size_of;
 use std::sync::Arc;
 
-/// Element type of a GEMM operand.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GemmType {
-    /// fp32.
-    F32,
-    /// bf16.
-    Bf16,
-    /// fp16.
-    F16,
-}
-
-impl GemmType {
-    fn cuda(self) -> sys::cudaDataType {
-        match self {
-            GemmType::F32 => sys::cudaDataType_t::CUDA_R_32F,
-            GemmType::Bf16 => sys::cudaDataType_t::CUDA_R_16BF,
-            GemmType::F16 => sys::cudaDataType_t::CUDA_R_16F,
-        }
+/// The cuBLASLt data type of a GEMM operand.
+fn cuda_data_type(dtype: DType) -> sys::cudaDataType {
+    match dtype {
+        DType::F32 => sys::cudaDataType_t::CUDA_R_32F,
+        DType::BF16 => sys::cudaDataType_t::CUDA_R_16BF,
+        DType::F16 => sys::cudaDataType_t::CUDA_R_16F,
+        DType::I64 => sys::cudaDataType_t::CUDA_R_64I,
     }
 }
 
@@ -74,9 +64,9 @@ pub struct GemmShape {
     /// Input features.
     pub k: usize,
     /// Type of x and w.
-    pub input: GemmType,
+    pub input: DType,
     /// Type of out (and bias).
-    pub output: GemmType,
+    pub output: DType,
     /// The epilogue.
     pub epilogue: Epilogue,
 }
@@ -207,7 +197,8 @@ impl Blas {
         )
         .map_err(fail("cublasLtMatmulDescCreate"))?;
         let (k, n, rows) = (shape.k as u64, shape.n as u64, shape.rows as u64);
-        let make = |t: GemmType, r: u64, c: u64| lt::create_matrix_layout(t.cuda(), r, c, r as i64);
+        let make =
+            |t: DType, r: u64, c: u64| lt::create_matrix_layout(cuda_data_type(t), r, c, r as i64);
         let mut plan = GemmPlan {
             desc,
             a: make(shape.input, k, n).map_err(fail("layout A"))?,
@@ -239,7 +230,7 @@ impl Blas {
         if shape.epilogue != Epilogue::None {
             set(
                 D::CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
-                shape.output.cuda() as i32,
+                cuda_data_type(shape.output) as i32,
             )
             .map_err(fail("BIAS_DATA_TYPE"))?;
         }

@@ -5,7 +5,7 @@
 //! what the launchers' `# Safety` sections ask of their callers.
 
 use super::device::internal_error;
-use super::ops::StorageType;
+use crate::dtype::DType;
 use crate::error::Result;
 use std::marker::PhantomData;
 
@@ -80,7 +80,7 @@ impl<T: FixedElement> DeviceSlice<T> {
 
 impl DeviceSlice<Storage> {
     /// The view of `len` elements of `dtype` at `addr` (see [`DeviceSlice::new`]).
-    pub fn storage(addr: u64, len: usize, dtype: StorageType) -> Self {
+    pub fn storage(addr: u64, len: usize, dtype: DType) -> Self {
         DeviceSlice::with_element_bytes(addr, len, dtype.size())
     }
 }
@@ -137,12 +137,12 @@ impl<T: Element> DeviceSlice<T> {
 
     /// Fails (an internal error) when the view holds storage-type elements that are not
     /// `dtype`'s: a kernel instance of one storage type would misread every value.
-    pub fn require_type(self, what: &str, dtype: StorageType) -> Result<()> {
+    pub fn require_type(self, what: &str, dtype: DType) -> Result<()> {
         if T::IS_STORAGE && self.element_bytes != dtype.size() {
             return Err(internal_error(format!(
                 "{what}: a buffer of {}-byte elements passed to a {} kernel",
                 self.element_bytes,
-                dtype.suffix()
+                dtype.name()
             )));
         }
         Ok(())
@@ -166,7 +166,7 @@ impl DeviceSlice<f32> {
     /// The same memory seen as storage-type elements, for the fp32 storage type (the upload
     /// buffer doubles as the GEMM input then).
     pub fn as_fp32_storage(self) -> DeviceSlice<Storage> {
-        DeviceSlice::storage(self.addr, self.len, StorageType::F32)
+        DeviceSlice::storage(self.addr, self.len, DType::F32)
     }
 }
 
@@ -190,11 +190,11 @@ mod tests {
         let buffer = DeviceSlice::<f32>::new(0x1000, 10);
         let tail = buffer.skip(4).unwrap();
         assert_eq!((tail.addr(), tail.len()), (0x1010, 6));
-        let half = DeviceSlice::storage(0x1000, 10, StorageType::Bf16);
+        let half = DeviceSlice::storage(0x1000, 10, DType::BF16);
         let part = half.slice(2, 3).unwrap();
         assert_eq!((part.addr(), part.len(), part.bytes()), (0x1004, 3, 6));
-        assert!(part.require_type("part", StorageType::Bf16).is_ok());
-        assert!(part.require_type("part", StorageType::F32).is_err());
+        assert!(part.require_type("part", DType::BF16).is_ok());
+        assert!(part.require_type("part", DType::F32).is_err());
         assert!(buffer.slice(8, 3).is_err());
         assert!(buffer.slice(usize::MAX, 2).is_err());
         assert!(buffer.skip(11).is_err());

@@ -27,10 +27,11 @@ mod weights;
 
 pub use device::{CudaLibrary, DeviceInfo, devices, driver_version};
 pub use module::{KernelBuild, kernel_build};
-pub use ops::StorageType;
+
 pub use profile::Ceilings;
 
 use super::{Backend, Precision};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::model::position_cache::{DEFAULT_POSITION_CACHE_BYTES, PositionCache};
 use crate::model::{Config, ForwardShape, Input};
@@ -50,7 +51,7 @@ use weights::DeviceWeights;
 /// The CUDA backend for one set of weights on one device.
 pub struct CudaBackend {
     config: Config,
-    dtype: StorageType,
+    dtype: DType,
     info: DeviceInfo,
     state: Mutex<BackendState>,
 }
@@ -59,9 +60,9 @@ impl CudaBackend {
     /// Opens device 0 and uploads `weights` in `precision` (`Auto`: bf16).
     pub fn new(weights: &Weights, precision: Precision) -> Result<Self> {
         let dtype = match precision {
-            Precision::Auto | Precision::Bf16 => StorageType::Bf16,
-            Precision::F16 => StorageType::F16,
-            Precision::F32 => StorageType::F32,
+            Precision::Auto | Precision::Bf16 => DType::BF16,
+            Precision::F16 => DType::F16,
+            Precision::F32 => DType::F32,
         };
         let config = weights.config().clone();
         if config.head_dim() > ops::MAX_HEAD_DIM {
@@ -134,7 +135,7 @@ impl CudaBackend {
 
     /// The storage type's name: `f32`, `bf16` or `f16`.
     pub fn describe_precision(&self) -> &'static str {
-        self.dtype.suffix()
+        self.dtype.name()
     }
 
     /// One eager forward of `input`, timed phase by phase with events (for benchmarks; the
@@ -233,7 +234,7 @@ impl Backend for CudaBackend {
             self.info.name,
             self.info.compute_capability.0,
             self.info.compute_capability.1,
-            self.dtype.suffix()
+            self.dtype.name()
         )
     }
 

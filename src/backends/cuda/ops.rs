@@ -18,7 +18,10 @@ use super::launch_params::{
     SmallLinearInput, SmallLinearOutput,
 };
 use super::module::Kernels;
+use crate::dtype::DType;
 use crate::error::Result;
+use crate::model::Gelu;
+use crate::model::embedding::DIT_TIMESTEP_FREQUENCIES;
 use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,36 +36,6 @@ pub const ATTENTION_CHUNK: usize = 256;
 const ATTENTION_APPLY_TILE: u32 = 128;
 /// Largest head dimension the attention kernels handle (`LINATTN_MAX_HEAD_DIM`).
 pub const MAX_HEAD_DIM: usize = 128;
-
-/// Storage type of activations and weights on the device.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum StorageType {
-    /// fp32.
-    F32,
-    /// bf16.
-    Bf16,
-    /// fp16.
-    F16,
-}
-
-impl StorageType {
-    /// Kernel-name suffix.
-    pub fn suffix(self) -> &'static str {
-        match self {
-            StorageType::F32 => "f32",
-            StorageType::Bf16 => "bf16",
-            StorageType::F16 => "f16",
-        }
-    }
-
-    /// Bytes per element.
-    pub fn size(self) -> usize {
-        match self {
-            StorageType::F32 => 4,
-            StorageType::Bf16 | StorageType::F16 => 2,
-        }
-    }
-}
 
 /// Kernels whose name carries a dtype suffix.
 const TYPED: [&str; 10] = [
@@ -85,25 +58,13 @@ const UNTYPED: [&str; 4] = [
     "linear_attention_reduce",
 ];
 
-/// Frequencies of dit's timestep features: `[B, 2·128]`, cos then sin (`kernels/conditioning.cu`).
-const DIT_TIMESTEP_FREQUENCIES: usize = 128;
-
-/// Which GELU the bias + GELU kernel applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Gelu {
-    /// The tanh approximation (DiT's).
-    Tanh,
-    /// The exact one, with erf (edifice's).
-    Erf,
-}
-
 /// The kernels of one storage type, ready to launch on a stream.
 pub struct Ops {
     functions: HashMap<&'static str, CudaFunction>,
     cast_in: CudaFunction,
     stream: Arc<CudaStream>,
     /// The storage type.
-    pub dtype: StorageType,
+    pub dtype: DType,
 }
 
 fn grid_1d(blocks: u64) -> LaunchConfig {
@@ -160,16 +121,16 @@ fn samples(rows: usize, tokens: usize) -> usize {
 
 impl Ops {
     /// Looks up every kernel of `dtype` and raises the attention kernel's shared-memory limit.
-    pub fn new(kernels: &Kernels, dtype: StorageType, stream: Arc<CudaStream>) -> Result<Self> {
+    pub fn new(kernels: &Kernels, dtype: DType, stream: Arc<CudaStream>) -> Result<Self> {
         let mut functions = HashMap::new();
         for name in TYPED {
-            let symbol = format!("{name}_{}", dtype.suffix());
+            let symbol = format!("{name}_{}", dtype.name());
             functions.insert(name, kernels.function(&symbol)?);
         }
         for name in UNTYPED {
             functions.insert(name, kernels.function(name)?);
         }
-        let cast_in = kernels.function(&format!("cast_f32_to_{}", dtype.suffix()))?;
+        let cast_in = kernels.function(&format!("cast_f32_to_{}", dtype.name()))?;
         let apply = &functions["linear_attention_apply"];
         let smem = apply_shared_bytes(MAX_HEAD_DIM) as i32;
         // SAFETY: `apply` is a loaded function; the attribute takes a byte count.

@@ -2,9 +2,10 @@
 //! device's measured ceilings (copy bandwidth, bf16 GEMM throughput) the phases are judged
 //! against. Benchmarks print these; nothing here runs in a normal forward.
 
-use super::blas::{Blas, Epilogue, GemmShape, GemmType};
+use super::blas::{Blas, Epilogue, GemmShape};
 use super::device::device_error;
 use super::weights::DeviceBuffer;
+use crate::dtype::DType;
 use crate::error::Result;
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaEvent, CudaStream};
@@ -128,8 +129,8 @@ pub fn measure_ceilings(stream: &Arc<CudaStream>, blas: &mut Blas) -> Result<Cei
         rows: n,
         n,
         k: n,
-        input: GemmType::Bf16,
-        output: GemmType::Bf16,
+        input: DType::BF16,
+        output: DType::BF16,
         epilogue: Epilogue::None,
     };
     // SAFETY: the three buffers hold n×n bf16 values.

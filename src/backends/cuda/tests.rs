@@ -9,7 +9,7 @@
 //! arithmetic and its output rounding only. Relative Frobenius tolerances: fp32 1e-5,
 //! fp16 2e-3, bf16 1e-2 (one rounding of the output: 2^-11 resp. 2^-8 per value).
 
-use super::blas::{Blas, Epilogue, GemmShape, GemmType};
+use super::blas::{Blas, Epilogue, GemmShape};
 use super::device::devices;
 use super::device_slice::Storage;
 use super::launch_params::{
@@ -17,7 +17,7 @@ use super::launch_params::{
     ResidualNormModulate, SmallLinear, SmallLinearInput, SmallLinearOutput,
 };
 use super::module::Kernels;
-use super::ops::{Gelu, Ops, StorageType};
+use super::ops::Ops;
 use super::weights::{DeviceArray, storage_bytes};
 use super::{kernels_unavailable_reason, skip_gpu_test, unavailable_reason};
 use crate::backends::cpu::activation::{gelu_erf, gelu_tanh, silu};
@@ -26,20 +26,21 @@ use crate::backends::cpu::conditioning::modulated_affine;
 use crate::backends::cpu::linear::linear_rows;
 use crate::backends::cpu::norm::{NormAffine, norm_rows, residual_rows};
 use crate::backends::cpu::params::Linear;
+use crate::dtype::{DType, decode_f32};
 use crate::model::embedding::timestep_features;
-use crate::model::{Config, Flavor};
+use crate::model::{Config, Flavor, Gelu};
 use crate::rng::NormalStream;
 use crate::tensor::SharedF32;
 use cudarc::driver::{CudaContext, CudaStream};
 use std::sync::Arc;
 
-const TYPES: [StorageType; 3] = [StorageType::F32, StorageType::F16, StorageType::Bf16];
+const TYPES: [DType; 3] = [DType::F32, DType::F16, DType::BF16];
 
-fn tolerance(dtype: StorageType) -> f64 {
+fn tolerance(dtype: DType) -> f64 {
     match dtype {
-        StorageType::F32 => 1e-5,
-        StorageType::F16 => 2e-3,
-        StorageType::Bf16 => 1e-2,
+        DType::F16 => 2e-3,
+        DType::BF16 => 1e-2,
+        DType::F32 | DType::I64 => 1e-5,
     }
 }
 
@@ -83,7 +84,7 @@ fn open_gpu() -> Option<Gpu> {
 }
 
 impl Gpu {
-    fn ops(&self, dtype: StorageType) -> Ops {
+    fn ops(&self, dtype: DType) -> Ops {
         Ops::new(&self.kernels, dtype, self.stream.clone()).expect("ops")
     }
 
@@ -91,7 +92,7 @@ impl Gpu {
         DeviceArray::upload(&self.stream, values).expect("upload")
     }
 
-    fn typed(&self, values: &[f32], dtype: StorageType) -> DeviceArray<Storage> {
+    fn typed(&self, values: &[f32], dtype: DType) -> DeviceArray<Storage> {
         DeviceArray::upload_storage(&self.stream, values, dtype).expect("upload")
     }
 
@@ -103,7 +104,7 @@ impl Gpu {
         DeviceArray::zeros(&self.stream, len).expect("alloc")
     }
 
-    fn zeros_typed(&self, len: usize, dtype: StorageType) -> DeviceArray<Storage> {
+    fn zeros_typed(&self, len: usize, dtype: DType) -> DeviceArray<Storage> {
         DeviceArray::zeros_storage(&self.stream, len, dtype).expect("alloc")
     }
 
@@ -116,7 +117,7 @@ impl Gpu {
         out
     }
 
-    fn read_typed(&self, buffer: &DeviceArray<Storage>, n: usize, dtype: StorageType) -> Vec<f32> {
+    fn read_typed(&self, buffer: &DeviceArray<Storage>, n: usize, dtype: DType) -> Vec<f32> {
         self.stream.synchronize().expect("kernel ran");
         let mut bytes = vec![0u8; n * dtype.size()];
         // SAFETY: as above.
@@ -126,23 +127,13 @@ impl Gpu {
     }
 }
 
-fn from_storage(bytes: &[u8], dtype: StorageType) -> Vec<f32> {
-    match dtype {
-        StorageType::F32 => bytemuck::cast_slice(bytes).to_vec(),
-        StorageType::Bf16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-        StorageType::F16 => bytes
-            .chunks_exact(2)
-            .map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32())
-            .collect(),
-    }
+fn from_storage(bytes: &[u8], dtype: DType) -> Vec<f32> {
+    decode_f32(dtype, bytes).expect("a float storage type")
 }
 
 /// `values` as the storage type would hold them.
-fn round(values: &[f32], dtype: StorageType) -> Vec<f32> {
-    from_storage(&storage_bytes(values, dtype), dtype)
+fn round(values: &[f32], dtype: DType) -> Vec<f32> {
+    from_storage(&storage_bytes(values, dtype).unwrap(), dtype)
 }
 
 fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
@@ -164,13 +155,13 @@ fn rel_error(got: &[f32], expected: &[f32]) -> f64 {
     (diff / norm.max(1e-30)).sqrt()
 }
 
-fn check(what: &str, dtype: StorageType, got: &[f32], expected: &[f32]) {
+fn check(what: &str, dtype: DType, got: &[f32], expected: &[f32]) {
     let err = rel_error(got, expected);
-    println!("{what} [{}]: relative error {err:.2e}", dtype.suffix());
+    println!("{what} [{}]: relative error {err:.2e}", dtype.name());
     assert!(
         err <= tolerance(dtype),
         "{what} [{}]: relative error {err:.3e} > {:e}",
-        dtype.suffix(),
+        dtype.name(),
         tolerance(dtype)
     );
 }
@@ -306,7 +297,7 @@ fn norm_kernels_match_cpu() {
             unsafe { ops.residual_norm_modulate(params) }.unwrap();
             check(
                 &format!("residual (x) R={rows} h={h}"),
-                StorageType::F32,
+                DType::F32,
                 &gpu.read_f32(&dx, rows * h),
                 &x_cpu,
             );
@@ -352,7 +343,7 @@ fn conditioning_kernels_match_cpu() {
             .unwrap();
             check(
                 &format!("timestep_features {flavor}"),
-                StorageType::F32,
+                DType::F32,
                 &gpu.read_f32(&out, batch * f),
                 &expected,
             );
@@ -397,7 +388,7 @@ fn conditioning_kernels_match_cpu() {
             unsafe { ops.small_linear(params) }.unwrap();
             check(
                 &format!("small_linear {rows}x{inp}->{outp}"),
-                StorageType::F32,
+                DType::F32,
                 &gpu.read_f32(&out, rows * outp),
                 &expected,
             );
@@ -428,7 +419,7 @@ fn conditioning_kernels_match_cpu() {
         unsafe { ops.add_class_embedding(dc.slice(), dtab.slice(), dl.slice(), batch, h) }.unwrap();
         check(
             "add_class_embedding",
-            StorageType::F32,
+            DType::F32,
             &gpu.read_f32(&dc, batch * h),
             &expected,
         );
@@ -497,7 +488,7 @@ fn elementwise_kernels_match_cpu() {
         unsafe { ops.embed_add(params) }.unwrap();
         check(
             "embed_add",
-            StorageType::F32,
+            DType::F32,
             &gpu.read_f32(&dv, v.len()),
             &expected,
         );
@@ -544,13 +535,13 @@ fn elementwise_kernels_match_cpu() {
         unsafe { ops.modulation_affine(params) }.unwrap();
         check(
             "modulation_affine scale",
-            StorageType::F32,
+            DType::F32,
             &gpu.read_f32(&scale, batch * h),
             &expected.scale,
         );
         check(
             "modulation_affine shift",
-            StorageType::F32,
+            DType::F32,
             &gpu.read_f32(&shift, batch * h),
             &expected.shift,
         );
@@ -562,7 +553,7 @@ fn fp16_stores_saturate_instead_of_overflowing() {
     // The fp16 overflow policy (kernels/common.cuh): every store into fp16 clamps to ±65504,
     // both for plain casts and for computed values (GELU of a sum beyond the fp16 range).
     let Some(gpu) = gpu() else { return };
-    let dtype = StorageType::F16;
+    let dtype = DType::F16;
     let ops = gpu.ops(dtype);
     let values = [1e6f32, -1e6, 65519.0, 7e4, 1.5, -0.25, 65504.0, f32::NAN];
     let expected = [65504.0f32, -65504.0, 65504.0, 65504.0, 1.5, -0.25, 65504.0];
@@ -596,7 +587,7 @@ fn fp16_gemm_outputs_overflow_to_inf() {
     let mut w = vec![1.0f32 / 16.0; n * k];
     w[..k].fill(256.0);
     w[k..2 * k].fill(-256.0);
-    let dtype = StorageType::F16;
+    let dtype = DType::F16;
     let (dx, dw, bias) = (
         gpu.typed(&x, dtype),
         gpu.typed(&w, dtype),
@@ -612,8 +603,8 @@ fn fp16_gemm_outputs_overflow_to_inf() {
             rows: 1,
             n,
             k,
-            input: GemmType::F16,
-            output: GemmType::F16,
+            input: DType::F16,
+            output: DType::F16,
             epilogue,
         };
         let bias = (epilogue != Epilogue::None).then(|| bias.slice().addr());

@@ -2,11 +2,12 @@
 //! projections of all blocks are concatenated into one `[L·6h, h]` matrix so a single
 //! launch computes every block's modulation.
 
-use super::device::device_error;
+use super::device::{device_error, internal_error};
 use super::device_slice::{DeviceSlice, Element, FixedElement, Storage};
-use super::ops::StorageType;
+use crate::dtype::{DType, encode_f32};
 use crate::error::Result;
-use crate::model::Flavor;
+use crate::model::tensors::POS_EMBED;
+use crate::model::{BlockModule, ClassEmbeddingKind, Module};
 use crate::weights::Weights;
 use cudarc::driver::{CudaSlice, CudaStream, DevicePtr};
 use std::sync::Arc;
@@ -87,12 +88,8 @@ impl<T: FixedElement + bytemuck::Pod> DeviceArray<T> {
 
 impl DeviceArray<Storage> {
     /// Uploads `values` converted to `dtype` ([`storage_bytes`]).
-    pub fn upload_storage(
-        stream: &Arc<CudaStream>,
-        values: &[f32],
-        dtype: StorageType,
-    ) -> Result<Self> {
-        let memory = DeviceBuffer::upload(stream, &storage_bytes(values, dtype))?;
+    pub fn upload_storage(stream: &Arc<CudaStream>, values: &[f32], dtype: DType) -> Result<Self> {
+        let memory = DeviceBuffer::upload(stream, &storage_bytes(values, dtype)?)?;
         let view = DeviceSlice::storage(memory.addr(), values.len(), dtype);
         Ok(DeviceArray {
             _memory: memory,
@@ -102,7 +99,7 @@ impl DeviceArray<Storage> {
 
     /// `len` zeros of `dtype` (for the kernel tests' outputs).
     #[cfg(test)]
-    pub fn zeros_storage(stream: &Arc<CudaStream>, len: usize, dtype: StorageType) -> Result<Self> {
+    pub fn zeros_storage(stream: &Arc<CudaStream>, len: usize, dtype: DType) -> Result<Self> {
         let memory = DeviceBuffer::zeros(stream, len * dtype.size())?;
         let view = DeviceSlice::storage(memory.addr(), len, dtype);
         Ok(DeviceArray {
@@ -112,20 +109,13 @@ impl DeviceArray<Storage> {
     }
 }
 
-/// `values` in the storage type's little-endian bytes; fp16 under the one saturating policy
-/// the file writer uses too ([`crate::dtype::f16_saturating`]).
-pub fn storage_bytes(values: &[f32], dtype: StorageType) -> Vec<u8> {
-    match dtype {
-        StorageType::F32 => bytemuck::cast_slice(values).to_vec(),
-        StorageType::Bf16 => values
-            .iter()
-            .flat_map(|&v| half::bf16::from_f32(v).to_le_bytes())
-            .collect(),
-        StorageType::F16 => values
-            .iter()
-            .flat_map(|&v| crate::dtype::f16_saturating(v).to_le_bytes())
-            .collect(),
-    }
+/// `values` in the storage type's little-endian bytes, through the crate's one codec
+/// ([`encode_f32`]: fp16 under the saturating policy the file writer uses too). The storage
+/// type is a float type by construction ([`super::CudaBackend::new`]); an integer one is a
+/// bug, reported as such.
+pub fn storage_bytes(values: &[f32], dtype: DType) -> Result<Vec<u8>> {
+    encode_f32(dtype, values)
+        .ok_or_else(|| internal_error(format!("{dtype} is not a storage type for weights")))
 }
 
 /// A Linear layer on the device.
@@ -184,83 +174,83 @@ pub struct DeviceWeights {
 
 impl DeviceWeights {
     /// Converts and uploads `weights` as `dtype`.
-    pub fn upload(weights: &Weights, dtype: StorageType, stream: &Arc<CudaStream>) -> Result<Self> {
+    pub fn upload(weights: &Weights, dtype: DType, stream: &Arc<CudaStream>) -> Result<Self> {
         let config = weights.config();
         let values =
             |name: &str| -> Result<Vec<f32>> { Ok(weights.f32(name)?.as_slice().to_vec()) };
         let tensor = |name: &str| -> Result<DeviceArray<Storage>> {
             DeviceArray::upload_storage(stream, &values(name)?, dtype)
         };
-        let linear = |prefix: &str| -> Result<DeviceLinear> {
-            let shape = weights.raw(&format!("{prefix}.weight"))?.shape.clone();
+        let linear = |module: Module| -> Result<DeviceLinear> {
+            let shape = weights.raw(&module.weight())?.shape.clone();
             Ok(DeviceLinear {
-                weight: tensor(&format!("{prefix}.weight"))?,
-                bias: tensor(&format!("{prefix}.bias"))?,
+                weight: tensor(&module.weight())?,
+                bias: tensor(&module.bias())?,
                 out: shape[0],
                 inp: shape[1],
             })
         };
-        let edifice = config.flavor == Flavor::Edifice;
-        let norm = |prefix: &str| -> Result<[DeviceArray<Storage>; 2]> {
-            Ok([
-                tensor(&format!("{prefix}.weight"))?,
-                tensor(&format!("{prefix}.bias"))?,
-            ])
+        let flavor = config.flavor;
+        let norm = |module: Module| -> Result<[DeviceArray<Storage>; 2]> {
+            Ok([tensor(&module.weight())?, tensor(&module.bias())?])
         };
         let mut adaln_weights = Vec::new();
         let mut adaln_biases = Vec::new();
         let mut blocks = Vec::with_capacity(config.num_layers);
         for i in 0..config.num_layers {
-            let block = format!("blocks.{i}");
-            adaln_weights.extend(values(&format!("{block}.adaLN_modulation.1.weight"))?);
-            adaln_biases.extend(values(&format!("{block}.adaLN_modulation.1.bias"))?);
-            let norms = if edifice {
-                let [g1, b1] = norm(&format!("{block}.norm1"))?;
-                let [g2, b2] = norm(&format!("{block}.norm2"))?;
+            let block = |part| Module::Block(i, part);
+            adaln_weights.extend(values(&block(BlockModule::Adaln).weight())?);
+            adaln_biases.extend(values(&block(BlockModule::Adaln).bias())?);
+            let norms = if flavor.affine_norms() {
+                let [g1, b1] = norm(block(BlockModule::Norm1))?;
+                let [g2, b2] = norm(block(BlockModule::Norm2))?;
                 Some([g1, b1, g2, b2])
             } else {
                 None
             };
             blocks.push(DeviceBlock {
-                qkv: linear(&format!("{block}.attn.qkv"))?,
-                proj: linear(&format!("{block}.attn.proj"))?,
-                fc1: linear(&format!("{block}.mlp.fc1"))?,
-                fc2: linear(&format!("{block}.mlp.fc2"))?,
+                qkv: linear(block(BlockModule::Qkv))?,
+                proj: linear(block(BlockModule::Proj))?,
+                fc1: linear(block(BlockModule::Fc1))?,
+                fc2: linear(block(BlockModule::Fc2))?,
                 norms,
             });
         }
         let f32_buffer = |v: &[f32]| DeviceArray::upload(stream, v);
+        let class_kind = config.num_classes.map(|_| flavor.class_embedding());
         Ok(DeviceWeights {
-            x_embedder: linear("x_embedder")?,
-            pos_embed: if edifice {
-                Some(f32_buffer(&values("pos_embed")?)?)
+            x_embedder: linear(Module::XEmbedder)?,
+            pos_embed: if flavor.learned_position() {
+                Some(f32_buffer(&values(POS_EMBED)?)?)
             } else {
                 None
             },
-            t_mlp: (linear("t_embedder.mlp.0")?, linear("t_embedder.mlp.2")?),
-            class_table: match (config.num_classes, edifice) {
-                (Some(_), false) => Some(tensor("y_embedder.embedding_table.weight")?),
+            t_mlp: (linear(Module::TimeMlpIn)?, linear(Module::TimeMlpOut)?),
+            class_table: match class_kind {
+                Some(ClassEmbeddingKind::Table) => Some(tensor(&Module::ClassTable.weight())?),
                 _ => None,
             },
-            class_mlp: match (config.num_classes, edifice) {
-                (Some(_), true) => Some((linear("y_embedder.mlp.0")?, linear("y_embedder.mlp.2")?)),
+            class_mlp: match class_kind {
+                Some(ClassEmbeddingKind::Mlp) => {
+                    Some((linear(Module::ClassMlpIn)?, linear(Module::ClassMlpOut)?))
+                }
                 _ => None,
             },
             adaln_weight: DeviceArray::upload_storage(stream, &adaln_weights, dtype)?,
             adaln_bias: DeviceArray::upload_storage(stream, &adaln_biases, dtype)?,
             blocks,
-            final_adaln: if edifice {
-                None
-            } else {
-                Some(linear("final_layer.adaLN_modulation.1")?)
-            },
-            final_norm: if edifice {
-                Some(norm("final_layer.norm_final")?)
+            final_adaln: if flavor.modulated_final_layer() {
+                Some(linear(Module::FinalAdaln)?)
             } else {
                 None
             },
-            final_weight: tensor("final_layer.linear.weight")?,
-            final_bias_f32: f32_buffer(&values("final_layer.linear.bias")?)?,
+            final_norm: if flavor.modulated_final_layer() {
+                None
+            } else {
+                Some(norm(Module::FinalNorm)?)
+            },
+            final_weight: tensor(&Module::FinalLinear.weight())?,
+            final_bias_f32: f32_buffer(&values(&Module::FinalLinear.bias())?)?,
         })
     }
 }
@@ -273,7 +263,7 @@ mod tests {
     fn fp16_weights_saturate_at_the_largest_finite_value() {
         // The fp16 overflow policy on the host side: out-of-range weights become ±65504, not
         // ±inf; NaN stays NaN (and is refused earlier, when the weights are validated).
-        let bytes = storage_bytes(&[1e6, -1e6, 65519.0, 1.5, f32::NAN], StorageType::F16);
+        let bytes = storage_bytes(&[1e6, -1e6, 65519.0, 1.5, f32::NAN], DType::F16).unwrap();
         let halves: Vec<half::f16> = bytes
             .chunks(2)
             .map(|b| half::f16::from_le_bytes([b[0], b[1]]))

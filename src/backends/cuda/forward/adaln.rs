@@ -1,18 +1,16 @@
-//! Where the adaLN modulation lies: one place for the column layout of the modulation
-//! matrices the conditioning computes and the norms and gates read.
+//! Where the adaLN modulation lies on the device: the model's column layout
+//! ([`crate::model::adaln`]) applied to the matrices the conditioning computes and the norms
+//! and gates read.
 //!
-//! Every block's adaLN output is one fp32 row per sample of `L·6h` values: block i's six
-//! chunks of h — shift, scale and gate of the attention branch, then of the MLP branch
-//! (DiT's `chunk(6)` order) — start at column `i·6h`. dit's final adaLN is a `[B, 2h]`
-//! matrix: shift, then scale.
+//! Every block's adaLN output is one fp32 row per sample of `L·6h` values (all blocks'
+//! projections run as one GEMM): block i's chunks start at column `i·6h`. dit's final adaLN
+//! is a `[B, 2h]` matrix.
 
 use super::super::device_slice::DeviceSlice;
 use super::super::launch_params::ModulationColumns;
 use crate::error::Result;
 use crate::model::Config;
-
-/// Chunks of h per block in the modulation matrix.
-const BLOCK_CHUNKS: usize = 6;
+use crate::model::adaln::{BLOCK_CHUNKS, BlockChunk, FINAL_CHUNKS, FinalChunk};
 
 /// The two branches of a block: each has a norm before it and a gate after it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,11 +22,19 @@ pub enum Branch {
 }
 
 impl Branch {
-    /// The branch's first chunk (its shift; scale and gate follow).
-    fn first_chunk(self) -> usize {
+    /// The branch's (shift, scale, gate) chunks.
+    fn chunks(self) -> (BlockChunk, BlockChunk, BlockChunk) {
         match self {
-            Branch::Attention => 0,
-            Branch::Mlp => 3,
+            Branch::Attention => (
+                BlockChunk::ShiftAttention,
+                BlockChunk::ScaleAttention,
+                BlockChunk::GateAttention,
+            ),
+            Branch::Mlp => (
+                BlockChunk::ShiftMlp,
+                BlockChunk::ScaleMlp,
+                BlockChunk::GateMlp,
+            ),
         }
     }
 }
@@ -58,20 +64,19 @@ impl BlockModulation {
 
     /// The shift and scale columns of block `block`'s norm before `branch`.
     pub fn norm_columns(&self, block: usize, branch: Branch) -> Result<ModulationColumns> {
-        let h = self.hidden;
-        let first = branch.first_chunk();
+        let (shift, scale, _) = branch.chunks();
         Ok(ModulationColumns {
             matrix: self.block_start(block)?,
             stride: self.stride(),
-            shift_col: first * h,
-            scale_col: (first + 1) * h,
+            shift_col: shift.column(self.hidden),
+            scale_col: scale.column(self.hidden),
         })
     }
 
     /// Block `block`'s gate after `branch`: h values per sample, [`Self::stride`] apart.
     pub fn gate(&self, block: usize, branch: Branch) -> Result<DeviceSlice<f32>> {
-        let gate_chunk = branch.first_chunk() + 2;
-        self.block_start(block)?.skip(gate_chunk * self.hidden)
+        let (_, _, gate) = branch.chunks();
+        self.block_start(block)?.skip(gate.column(self.hidden))
     }
 
     /// The matrix from block `block`'s first column on.
@@ -84,8 +89,8 @@ impl BlockModulation {
 pub fn final_norm_columns(matrix: DeviceSlice<f32>, hidden: usize) -> ModulationColumns {
     ModulationColumns {
         matrix,
-        stride: 2 * hidden,
-        shift_col: 0,
-        scale_col: hidden,
+        stride: FINAL_CHUNKS * hidden,
+        shift_col: FinalChunk::Shift.column(hidden),
+        scale_col: FinalChunk::Scale.column(hidden),
     }
 }

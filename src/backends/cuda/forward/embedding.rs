@@ -4,8 +4,8 @@
 use super::super::arena::ForwardArena;
 use super::super::device::internal_error;
 use super::super::launch_params::{EmbedAdd, NormModulate};
-use super::super::ops::StorageType;
 use super::ForwardContext;
+use crate::dtype::DType;
 use crate::error::Result;
 
 /// Enqueues the token embedding and the first norm.
@@ -22,7 +22,7 @@ fn embed(ctx: &mut ForwardContext<'_>, arena: &ForwardArena) -> Result<()> {
     let (ops, weights) = (ctx.ops, ctx.weights);
     let buffers = &arena.buffers;
     let rows = arena.batch * arena.tokens;
-    if ops.dtype != StorageType::F32 {
+    if ops.dtype != DType::F32 {
         let values = rows * ctx.config.input_dim;
         // SAFETY: arena views (see the module docs of `forward`).
         unsafe { ops.cast_in(buffers.x_upload, buffers.x_in, values) }?;

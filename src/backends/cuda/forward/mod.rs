@@ -19,40 +19,25 @@ mod embedding;
 mod head;
 
 use super::arena::ForwardArena;
-use super::blas::{Blas, Epilogue, GemmShape, GemmType};
+use super::blas::{Blas, Epilogue, GemmShape};
 use super::device_slice::{DeviceSlice, Element, Storage};
-use super::ops::{Gelu, Ops, StorageType};
+use super::ops::Ops;
 use super::profile::Profiler;
 use super::weights::{DeviceLinear, DeviceWeights};
+use crate::dtype::DType;
 use crate::error::Result;
-use crate::model::{Config, Flavor};
-
-/// The GEMM operand type of the storage type.
-fn gemm_type(dtype: StorageType) -> GemmType {
-    match dtype {
-        StorageType::F32 => GemmType::F32,
-        StorageType::Bf16 => GemmType::Bf16,
-        StorageType::F16 => GemmType::F16,
-    }
-}
+use crate::model::{Config, Flavor, Gelu};
 
 /// How fc1's bias and GELU are applied: the GEMM's epilogue, then our bias + GELU kernel
 /// when `Some(gelu)`. edifice's GELU is the exact erf one, which cuBLASLt has no epilogue for;
 /// the fp32 reference path must not rest on the `GELU_BIAS` epilogue's undocumented accuracy;
-/// only dit in bf16/fp16 fuses bias + GELU (tanh) into the GEMM.
-fn fc1_activation(flavor: Flavor, dtype: StorageType) -> (Epilogue, Option<Gelu>) {
-    match (flavor, dtype) {
-        (Flavor::Edifice, _) => (Epilogue::None, Some(Gelu::Erf)),
-        (Flavor::Dit, StorageType::F32) => (Epilogue::None, Some(Gelu::Tanh)),
-        (Flavor::Dit, StorageType::Bf16 | StorageType::F16) => (Epilogue::GeluBias, None),
-    }
-}
-
-/// LayerNorm epsilon of the flavor.
-fn eps(flavor: Flavor) -> f32 {
-    match flavor {
-        Flavor::Dit => 1e-6,
-        Flavor::Edifice => 1e-5,
+/// only dit in bf16/fp16 (the storage types other than f32) fuses bias + GELU (tanh) into
+/// the GEMM.
+fn fc1_activation(flavor: Flavor, dtype: DType) -> (Epilogue, Option<Gelu>) {
+    match (flavor.gelu(), dtype) {
+        (Gelu::Erf, _) => (Epilogue::None, Some(Gelu::Erf)),
+        (Gelu::Tanh, DType::F32) => (Epilogue::None, Some(Gelu::Tanh)),
+        (Gelu::Tanh, _) => (Epilogue::GeluBias, None),
     }
 }
 
@@ -75,18 +60,18 @@ pub struct ForwardContext<'a> {
 /// The output of a GEMM: the storage type, or fp32 (the residual stream, eps).
 trait GemmOutput: Element {
     /// The operand type of the output (and of the bias).
-    fn gemm_type(dtype: StorageType) -> GemmType;
+    fn gemm_type(dtype: DType) -> DType;
 }
 
 impl GemmOutput for Storage {
-    fn gemm_type(dtype: StorageType) -> GemmType {
-        gemm_type(dtype)
+    fn gemm_type(dtype: DType) -> DType {
+        dtype
     }
 }
 
 impl GemmOutput for f32 {
-    fn gemm_type(_: StorageType) -> GemmType {
-        GemmType::F32
+    fn gemm_type(_: DType) -> DType {
+        DType::F32
     }
 }
 
@@ -125,7 +110,7 @@ impl ForwardContext<'_> {
 
     /// The LayerNorm epsilon of this model.
     fn eps(&self) -> f32 {
-        eps(self.config.flavor)
+        self.config.flavor.layer_norm_eps()
     }
 
     /// `out = x · Wᵀ` (+ epilogue) for `rows` rows, in the storage type.
@@ -196,7 +181,7 @@ impl ForwardContext<'_> {
             rows,
             n,
             k,
-            input: gemm_type(dtype),
+            input: dtype,
             output: O::gemm_type(dtype),
             epilogue,
         };
@@ -217,16 +202,16 @@ mod tests {
     #[test]
     fn only_dit_in_16_bits_uses_the_gelu_epilogue() {
         assert_eq!(
-            fc1_activation(Flavor::Dit, StorageType::F32),
+            fc1_activation(Flavor::Dit, DType::F32),
             (Epilogue::None, Some(Gelu::Tanh))
         );
-        for dtype in [StorageType::Bf16, StorageType::F16] {
+        for dtype in [DType::BF16, DType::F16] {
             assert_eq!(
                 fc1_activation(Flavor::Dit, dtype),
                 (Epilogue::GeluBias, None)
             );
         }
-        for dtype in [StorageType::F32, StorageType::Bf16, StorageType::F16] {
+        for dtype in [DType::F32, DType::BF16, DType::F16] {
             assert_eq!(
                 fc1_activation(Flavor::Edifice, dtype),
                 (Epilogue::None, Some(Gelu::Erf))
