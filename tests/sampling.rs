@@ -25,14 +25,13 @@ fn model(classes: Option<usize>) -> Model {
 }
 
 fn params(sampler: SamplerKind, steps: usize, guidance: f32) -> SamplingParams {
-    SamplingParams {
-        sampler,
-        steps,
-        guidance,
-        schedule: ScheduleKind::Linear,
-        spacing: Spacing::Trailing,
-        clip_x0: true,
-    }
+    SamplingParams::default()
+        .with_sampler(sampler)
+        .with_steps(steps)
+        .with_guidance(guidance)
+        .with_schedule(ScheduleKind::Linear)
+        .with_spacing(Spacing::Trailing)
+        .with_clip_x0(true)
 }
 
 /// Runs one trajectory alone to the end.
@@ -197,6 +196,7 @@ fn bad_sampling_requests_are_clear_errors() {
         "euler"
             .parse::<SamplerKind>()
             .unwrap_err()
+            .to_string()
             .contains("unknown sampler")
     );
 }

@@ -1,10 +1,12 @@
 //! The model: a config, a backend holding its weights, and the validated forward.
 
+mod description;
 pub mod embedding;
 mod input;
 mod patchify;
 pub(crate) mod position_cache;
 
+pub use description::{DEFAULT_GUIDANCE, ModelDescription};
 pub use input::{ForwardShape, Grid, Input, validate};
 pub use patchify::{patchify, unpatchify};
 

@@ -8,9 +8,10 @@ mod schedule;
 mod solver;
 mod trajectory;
 
-pub use batch::{StepBatch, sample, step_all};
+pub use batch::{StepBatch, StepEps, group_by_grid, sample, stack_images, step_all};
 pub use schedule::{NoiseSchedule, ScheduleKind, Spacing};
 pub use solver::SamplerKind;
 pub use trajectory::{
     NoiseKey, SamplingParams, SamplingPlan, Trajectory, check_sampling_size, image_classes,
+    request_trajectories,
 };
