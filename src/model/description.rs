@@ -55,8 +55,8 @@ impl ModelDescription {
             num_classes: config.num_classes,
             schedule: ScheduleKind::Linear,
             grid: ImageGrid::Unknown(format!(
-                "size is unknown: the model's description has no image size (the weights' \
-                 `{IMAGE_KEY}` metadata); give it as HxW"
+                "size is unknown: nothing describes this model's images (no `{IMAGE_KEY}` \
+                 metadata, no size given); give the size as HxW or the token grid"
             )),
         }
     }
@@ -169,5 +169,72 @@ impl ModelDescription {
         SamplingParams::default()
             .with_schedule(self.schedule)
             .with_guidance(guidance)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigOverrides;
+    use crate::sampling::metadata::SCHEDULE_KEY;
+    use crate::sampling::{SamplerKind, SamplingPlan};
+    use crate::tensor_file::{TensorFile, serialize_tensors};
+    use crate::weights::{CONFIG_METADATA_KEY, InitKind};
+    use std::collections::HashMap;
+
+    fn config(classes: Option<usize>) -> Config {
+        Config {
+            hidden_size: 32,
+            num_layers: 1,
+            num_heads: 4,
+            num_classes: classes,
+            ..Config::new(4)
+        }
+    }
+
+    /// A model's default sampling is valid for it, conditional or not; the plain default is
+    /// valid for both.
+    #[test]
+    fn defaults_are_valid_for_the_model_they_describe() {
+        for classes in [None, Some(10)] {
+            let config = config(classes);
+            let defaults = ModelDescription::of(&config).default_sampling();
+            assert_eq!(defaults.guidance != 1.0, classes.is_some());
+            assert_eq!(defaults.sampler, SamplerKind::Ddim { eta: 0.0 });
+            assert_eq!(defaults.steps, 20);
+            SamplingPlan::new(&config, &defaults).unwrap();
+            SamplingPlan::new(&config, &SamplingParams::default()).unwrap();
+        }
+    }
+
+    #[test]
+    fn the_grid_comes_from_the_image_metadata_or_a_given_size() {
+        let config = config(Some(10));
+        let weights = Weights::init(&config, InitKind::Random, 0).unwrap();
+        let plain = ModelDescription::from_weights(&weights).unwrap();
+        assert_eq!(plain.grid(), None);
+        let e = plain.default_grid().unwrap_err().to_string();
+        assert!(e.contains("size is unknown"), "{e}");
+        let sized = plain.clone().with_image_size(16, 8).unwrap();
+        assert_eq!(sized.grid(), Some(Grid::new(8, 4)));
+        assert_eq!(sized.image_size(), Some((16, 8)));
+        assert!(plain.with_image_size(15, 8).is_err());
+
+        let tensors: Vec<_> = weights.tensors().clone().into_iter().collect();
+        let metadata = HashMap::from([
+            (CONFIG_METADATA_KEY.to_string(), config.to_json()),
+            (IMAGE_KEY.to_string(), "1x12x20 [-1,1]".to_string()),
+            (SCHEDULE_KEY.to_string(), "cosine".to_string()),
+        ]);
+        let bytes = serialize_tensors(&tensors, metadata).unwrap();
+        let file = TensorFile::from_bytes("described.safetensors", &bytes).unwrap();
+        let trained = Weights::from_file(&file, &ConfigOverrides::default()).unwrap();
+        let described = ModelDescription::from_weights(&trained).unwrap();
+        assert_eq!(described.grid(), Some(Grid::new(6, 10)));
+        assert_eq!(described.schedule(), ScheduleKind::Cosine);
+        assert_eq!(described.default_sampling().schedule, ScheduleKind::Cosine);
+        assert_eq!(described.channels(), Some(1));
+        assert_eq!(described.num_classes(), Some(10));
+        assert_eq!(described.num_steps(), 1000);
     }
 }
