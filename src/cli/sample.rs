@@ -120,12 +120,12 @@ pub fn run(args: SampleArgs) -> Result<()> {
         "sampled"
     );
 
-    let scale = args
-        .scale
-        .unwrap_or_else(|| default_scale(images.shape()[2]));
+    // The grid is known here (`default_grid` succeeded above), so the pixel size is too.
+    let height = description.image_size().map_or(0, |(height, _)| height);
+    let scale = args.scale.unwrap_or_else(|| default_scale(height));
     let columns = default_columns(
         args.num,
-        config.num_classes.filter(|_| args.class.is_none()),
+        description.num_classes().filter(|_| args.class.is_none()),
     );
     write_png_grid(&args.out, &images, columns, scale)
         .with_context(|| format!("writing {}", args.out.display()))?;

@@ -7,7 +7,6 @@ use super::AppState;
 use super::RequestId;
 use super::body::read_body;
 use super::error::ApiError;
-use crate::config::Config;
 use crate::engine::{
     EngineError, GenerateRequest, Generated, Generation, GenerationEvent, Outcome, Progress,
 };
@@ -141,8 +140,14 @@ struct Encoding {
 }
 
 impl Encoding {
-    fn new(format: ResponseFormat, config: &Config, request: &GenerateRequest) -> Self {
-        let cycled = config.num_classes.filter(|_| request.class_label.is_none());
+    fn new(
+        format: ResponseFormat,
+        description: &ModelDescription,
+        request: &GenerateRequest,
+    ) -> Self {
+        let cycled = description
+            .num_classes()
+            .filter(|_| request.class_label.is_none());
         Encoding {
             format,
             columns: default_columns(request.num_images, cycled),
@@ -185,13 +190,13 @@ pub async fn generate(
             state.engine.metrics().record(Outcome::Invalid);
             ApiError::new(status, message)
         })?;
-    let config = state.engine.model_config();
+    let description = state.engine.description();
     let Decoded {
         request,
         format,
         stream,
-    } = decode(&body, state.engine.description()).map_err(invalid)?;
-    let encoding = Encoding::new(format, config, &request);
+    } = decode(&body, description).map_err(invalid)?;
+    let encoding = Encoding::new(format, description, &request);
     if stream {
         // Refusals (invalid, too large, queue full) are plain JSON answers, before any event.
         let generation = state.engine.generate_with_progress(request)?;
