@@ -7,8 +7,7 @@
 //! ```
 
 use linear_dit::engine::{Engine, EngineConfig, GenerateRequest};
-use linear_dit::sampling::SamplingParams;
-use linear_dit::sampling::metadata::image_grid;
+use linear_dit::sampling::ModelDescription;
 use linear_dit::{ConfigOverrides, Device, Model, Weights};
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,24 +18,24 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .nth(1)
         .unwrap_or_else(|| "assets/digits.safetensors".into());
     let weights = Weights::load(&path, &ConfigOverrides::default())?;
-    let grid = image_grid(&weights, None)?;
+    // The image size, schedule and sampling defaults the weights file says; requests that
+    // give no grid get the model's.
+    let description = ModelDescription::from_weights(&weights)?;
+    let params = description.default_sampling();
     let model = Arc::new(Model::new(&weights, Device::Auto)?);
-    let engine = Engine::start(model, EngineConfig::default())?;
+    let engine = Engine::start_with_description(model, description, EngineConfig::default())?;
 
     // Ten callers, one per digit, all at once.
     let start = Instant::now();
     let tasks: Vec<_> = (0..10)
         .map(|digit| {
-            let engine = engine.clone();
+            let (engine, params) = (engine.clone(), params.clone());
             tokio::spawn(async move {
-                let request = GenerateRequest {
-                    class_label: Some(digit),
-                    num_images: 2,
-                    params: SamplingParams::default(),
-                    seed: 42,
-                    grid,
-                    deadline: None,
-                };
+                let request = GenerateRequest::default()
+                    .with_class(digit)
+                    .with_num_images(2)
+                    .with_params(params)
+                    .with_seed(42);
                 (digit, engine.generate(request).await)
             })
         })

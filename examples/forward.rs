@@ -5,6 +5,7 @@
 //! cargo run --release --example forward -- tests/fixtures/dit_class.weights.safetensors
 //! ```
 
+use linear_dit::sampling::ModelDescription;
 use linear_dit::{ConfigOverrides, Device, Grid, Input, Model, Tensor, Weights};
 use std::sync::Arc;
 
@@ -14,10 +15,12 @@ fn main() -> Result<(), linear_dit::Error> {
         .unwrap_or_else(|| "tests/fixtures/dit_class.weights.safetensors".into());
     let weights = Weights::load(&path, &ConfigOverrides::default())?;
     let config = weights.config().clone();
+    // The grid of the file's image metadata; a checkpoint without it gets 4×4 tokens.
+    let description = ModelDescription::from_weights(&weights)?;
     let model = Arc::new(Model::new(&weights, Device::Auto)?);
     println!("{} on {}", path, model.describe_backend());
 
-    let (batch, grid) = (4, Grid::new(4, 4));
+    let (batch, grid) = (4, description.grid().unwrap_or(Grid::new(4, 4)));
     let x = Tensor::new(
         vec![batch, grid.tokens(), config.input_dim],
         (0..batch * grid.tokens() * config.input_dim)
@@ -25,8 +28,8 @@ fn main() -> Result<(), linear_dit::Error> {
             .collect(),
     )?;
     let t = [0.0, 250.0, 500.5, 999.0];
-    let y: Option<Vec<i64>> = config
-        .num_classes
+    let y: Option<Vec<i64>> = description
+        .num_classes()
         .map(|c| (0..batch as i64).map(|i| i % c as i64).collect());
 
     // `Model` is Send + Sync: share it between threads, no locking on the caller's side.

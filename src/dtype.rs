@@ -44,15 +44,17 @@ impl std::fmt::Display for DType {
 }
 
 impl std::str::FromStr for DType {
-    type Err = String;
+    type Err = crate::error::ParseError;
 
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         match s.to_ascii_lowercase().as_str() {
             "f32" | "fp32" | "float32" => Ok(DType::F32),
             "bf16" | "bfloat16" => Ok(DType::BF16),
             "f16" | "fp16" | "float16" => Ok(DType::F16),
-            other => Err(format!(
-                "unknown dtype `{other}` (expected f32, bf16 or f16)"
+            other => Err(crate::error::ParseError::new(
+                "dtype",
+                other,
+                "f32, bf16 or f16",
             )),
         }
     }

@@ -120,6 +120,34 @@ pub enum Error {
         /// Where it first appears.
         detail: String,
     },
+
+    /// A name or spelling (a sampler, a device, a grid, …) did not parse.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+}
+
+/// A value spelled as text (a command-line flag, a request field, a metadata entry) that
+/// names nothing its type knows: the one error of every `FromStr` in the crate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{value}` (expected {expected})")]
+pub struct ParseError {
+    /// What was being parsed: `sampler`, `backend`, `grid`, …
+    pub what: &'static str,
+    /// The text as given.
+    pub value: String,
+    /// The spellings accepted.
+    pub expected: &'static str,
+}
+
+impl ParseError {
+    /// `value` is not a `what`; `expected` lists the accepted spellings.
+    pub fn new(what: &'static str, value: impl Into<String>, expected: &'static str) -> Self {
+        ParseError {
+            what,
+            value: value.into(),
+            expected,
+        }
+    }
 }
 
 /// The library's result type.

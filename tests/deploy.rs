@@ -10,9 +10,8 @@
 mod common;
 
 use linear_dit::engine::{Engine, EngineConfig};
-use linear_dit::sampling::ScheduleKind;
 use linear_dit::server::{AppState, HttpLimits, serve};
-use linear_dit::{Device, Grid, Model};
+use linear_dit::{Device, Model};
 use serde_json::Value;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -305,12 +304,7 @@ async fn the_probe_and_metrics_paths_are_served() {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let state = AppState {
-        engine,
-        grid: Grid::new(4, 4),
-        schedule: ScheduleKind::Linear,
-        limits: HttpLimits::default(),
-    };
+    let state = AppState::new(engine, HttpLimits::default());
     let task = tokio::spawn(serve(listener, state, async move {
         let _ = stopped.await;
     }));

@@ -6,18 +6,23 @@
 mod common;
 
 use common::digits::{Classifier, demo_weights, real_digits};
+use linear_dit::sampling::ModelDescription;
 use linear_dit::sampling::metadata::{image_grid, schedule_of};
 use linear_dit::sampling::{SamplerKind, SamplingParams, sample};
 use linear_dit::{Device, Model};
+
+/// The demo model's own sampling defaults: 20 DDIM steps, guidance 4, its schedule.
+fn demo_defaults() -> SamplingParams {
+    ModelDescription::from_weights(&demo_weights())
+        .unwrap()
+        .default_sampling()
+}
 
 /// Class-conditional accuracy of `per_class` samples of every digit.
 fn accuracy(params: &SamplingParams, per_class: usize, seed: u64) -> f64 {
     let weights = demo_weights();
     let grid = image_grid(&weights, None).unwrap();
-    let params = SamplingParams {
-        schedule: schedule_of(&weights).unwrap(),
-        ..params.clone()
-    };
+    let params = params.clone().with_schedule(schedule_of(&weights).unwrap());
     let model = Model::new(&weights, Device::Cpu).unwrap();
     let classes: Vec<Option<usize>> = (0..10 * per_class).map(|i| Some(i % 10)).collect();
     let images = sample(&model, &params, &classes, seed, grid, |_, _| {}).unwrap();
@@ -37,7 +42,7 @@ fn the_judge_recognises_real_digits() {
 
 #[test]
 fn samples_at_the_defaults_are_the_digits_asked_for() {
-    let acc = accuracy(&SamplingParams::default(), 10, 2026);
+    let acc = accuracy(&demo_defaults(), 10, 2026);
     println!(
         "DDIM 20 steps, guidance 4: class-conditional accuracy {:.1}%",
         acc * 100.0
@@ -48,11 +53,7 @@ fn samples_at_the_defaults_are_the_digits_asked_for() {
 #[test]
 fn every_sampler_makes_recognisable_digits() {
     for (sampler, steps) in [(SamplerKind::DpmPp2m, 20), (SamplerKind::Ddpm, 50)] {
-        let params = SamplingParams {
-            sampler,
-            steps,
-            ..SamplingParams::default()
-        };
+        let params = demo_defaults().with_sampler(sampler).with_steps(steps);
         let acc = accuracy(&params, 5, 7);
         println!(
             "{} {steps} steps, guidance 4: accuracy {:.1}%",

@@ -25,26 +25,23 @@ fn request(
     steps: usize,
     images: usize,
 ) -> GenerateRequest {
-    GenerateRequest {
-        class_label: Some(class),
-        num_images: images,
-        params: SamplingParams {
-            sampler,
-            steps,
-            ..SamplingParams::default()
-        },
-        seed,
-        grid: Grid::new(4, 4),
-        deadline: None,
-    }
+    GenerateRequest::default()
+        .with_class(class)
+        .with_num_images(images)
+        .with_params(
+            SamplingParams::default()
+                .with_sampler(sampler)
+                .with_steps(steps)
+                .with_guidance(4.0),
+        )
+        .with_seed(seed)
+        .with_grid(Grid::new(4, 4))
 }
 
 fn start(model: Arc<Model>, max_batch: usize, max_queue: usize) -> EngineHandle {
-    let config = EngineConfig {
-        max_batch,
-        max_queue,
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig::default()
+        .with_max_batch(max_batch)
+        .with_max_queue(max_queue);
     Engine::start(model, config).unwrap()
 }
 
@@ -79,7 +76,8 @@ async fn concurrent_mixed_requests_match_their_solo_runs() {
     for (task, r) in tasks.into_iter().zip(&requests) {
         let generated = task.await.unwrap().unwrap();
         let classes = image_classes(model.config(), r.class_label, r.num_images);
-        let solo = sample(&model, &r.params, &classes, r.seed, r.grid, |_, _| {}).unwrap();
+        let grid = r.grid.unwrap();
+        let solo = sample(&model, &r.params, &classes, r.seed, grid, |_, _| {}).unwrap();
         assert_eq!(
             generated.images, solo,
             "a request's images changed inside a busy batch"
@@ -110,19 +108,18 @@ async fn concurrent_digit_requests_get_the_digits_they_asked_for() {
     let tasks: Vec<_> = (0..10)
         .map(|class| {
             let (sampler, steps) = samplers[class % 3];
-            let request = GenerateRequest {
-                class_label: Some(class),
-                num_images: 2,
-                params: SamplingParams {
-                    sampler,
-                    steps,
-                    schedule,
-                    ..SamplingParams::default()
-                },
-                seed: 40 + class as u64,
-                grid,
-                deadline: None,
-            };
+            let request = GenerateRequest::default()
+                .with_class(class)
+                .with_num_images(2)
+                .with_params(
+                    SamplingParams::default()
+                        .with_sampler(sampler)
+                        .with_steps(steps)
+                        .with_schedule(schedule)
+                        .with_guidance(4.0),
+                )
+                .with_seed(40 + class as u64)
+                .with_grid(grid);
             let engine = engine.clone();
             tokio::spawn(async move { engine.generate(request).await })
         })

@@ -61,23 +61,20 @@ async fn start(engine: EngineConfig, limits: HttpLimits) -> Server {
 }
 
 fn small_engine() -> EngineConfig {
-    EngineConfig {
-        max_batch: 8,
-        max_queue: 4,
-        max_images_per_request: 4,
-        max_steps_per_request: 50,
-        ..EngineConfig::default()
-    }
+    EngineConfig::default()
+        .with_max_batch(8)
+        .with_max_queue(4)
+        .with_max_images_per_request(4)
+        .with_max_steps_per_request(50)
 }
 
 fn tight_http() -> HttpLimits {
-    HttpLimits {
-        max_body_bytes: 64 * 1024,
-        header_timeout: Duration::from_millis(500),
-        body_timeout: Duration::from_millis(500),
-        max_connections: 8,
-        drain_timeout: Duration::from_secs(10),
-    }
+    HttpLimits::default()
+        .with_max_body_bytes(64 * 1024)
+        .with_header_timeout(Duration::from_millis(500))
+        .with_body_timeout(Duration::from_millis(500))
+        .with_max_connections(8)
+        .with_drain_timeout(Duration::from_secs(10))
 }
 
 /// One JSON exchange with extra header lines: (status, head, body).
@@ -264,14 +261,7 @@ async fn oip_values_are_exact_and_unique() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_error_status_has_a_json_body_and_a_request_id() {
-    let server = start(
-        EngineConfig {
-            max_queue: 1,
-            ..small_engine()
-        },
-        tight_http(),
-    )
-    .await;
+    let server = start(small_engine().with_max_queue(1), tight_http()).await;
     let addr = server.addr;
     let answer = http(addr, "GET", "/no/such/path", "").await;
     assert_api_error(&answer, 404, "not_found");
@@ -430,14 +420,7 @@ async fn a_failed_worker_answers_queued_requests_and_never_says_shutting_down() 
         weights.config().clone(),
         Box::new(backend),
     ));
-    let engine = Engine::start(
-        model,
-        EngineConfig {
-            max_queue: 16,
-            ..small_engine()
-        },
-    )
-    .unwrap();
+    let engine = Engine::start(model, small_engine().with_max_queue(16)).unwrap();
     let x = Tensor::new(vec![1, 16, 4], vec![0.1; 64]).unwrap();
     let calls: Vec<_> = (0..6)
         .map(|_| {
@@ -466,10 +449,7 @@ async fn a_failed_worker_answers_queued_requests_and_never_says_shutting_down() 
 #[test]
 fn engine_limits_that_can_never_be_met_are_refused_at_start() {
     let config = tiny_class_conditional(1).config().clone();
-    let bad_queue = EngineConfig {
-        max_queue: 0,
-        ..EngineConfig::default()
-    };
+    let bad_queue = EngineConfig::default().with_max_queue(0);
     assert!(
         bad_queue
             .validate()
@@ -477,16 +457,10 @@ fn engine_limits_that_can_never_be_met_are_refused_at_start() {
             .to_string()
             .contains("max_queue")
     );
-    let one_row = EngineConfig {
-        max_batch: 1,
-        ..EngineConfig::default()
-    };
+    let one_row = EngineConfig::default().with_max_batch(1);
     let error = one_row.check_serves(&config, Grid::new(4, 4)).unwrap_err();
     assert!(error.to_string().contains("guided"), "{error}");
-    let few_tokens = EngineConfig {
-        max_tokens_per_forward: 16,
-        ..EngineConfig::default()
-    };
+    let few_tokens = EngineConfig::default().with_max_tokens_per_forward(16);
     assert!(few_tokens.check_serves(&config, Grid::new(4, 4)).is_err());
     EngineConfig::default()
         .check_serves(&config, Grid::new(4, 4))

@@ -373,11 +373,7 @@ async fn grpc_serves_every_rpc_and_matches_http_json_bit_for_bit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_errors_map_to_status_codes() {
-    let config = EngineConfig {
-        max_batch: 2,
-        max_queue: 1,
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig::default().with_max_batch(2).with_max_queue(1);
     let server = start(config).await;
     let mut client = client(&server).await;
 

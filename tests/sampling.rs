@@ -25,14 +25,13 @@ fn model(classes: Option<usize>) -> Model {
 }
 
 fn params(sampler: SamplerKind, steps: usize, guidance: f32) -> SamplingParams {
-    SamplingParams {
-        sampler,
-        steps,
-        guidance,
-        schedule: ScheduleKind::Linear,
-        spacing: Spacing::Trailing,
-        clip_x0: true,
-    }
+    SamplingParams::default()
+        .with_sampler(sampler)
+        .with_steps(steps)
+        .with_guidance(guidance)
+        .with_schedule(ScheduleKind::Linear)
+        .with_spacing(Spacing::Trailing)
+        .with_clip_x0(true)
 }
 
 /// Runs one trajectory alone to the end.
@@ -197,6 +196,28 @@ fn bad_sampling_requests_are_clear_errors() {
         "euler"
             .parse::<SamplerKind>()
             .unwrap_err()
+            .to_string()
             .contains("unknown sampler")
     );
+}
+
+#[test]
+fn parsing_a_sampler_gives_the_complete_sampler() {
+    assert_eq!(
+        SamplerKind::parse("ddim", None).unwrap(),
+        SamplerKind::Ddim { eta: 0.0 }
+    );
+    assert_eq!(
+        SamplerKind::parse("DDIM", Some(0.5)).unwrap(),
+        SamplerKind::Ddim { eta: 0.5 }
+    );
+    assert_eq!(SamplerKind::parse("ddpm", None).unwrap(), SamplerKind::Ddpm);
+    assert_eq!(
+        SamplerKind::parse("dpm++2m", None).unwrap(),
+        SamplerKind::DpmPp2m
+    );
+    let e = SamplerKind::parse("ddpm", Some(0.5)).unwrap_err();
+    assert!(e.to_string().contains("eta"), "{e}");
+    let e = SamplerKind::parse("euler", None).unwrap_err();
+    assert!(e.to_string().contains("unknown sampler `euler`"), "{e}");
 }

@@ -22,11 +22,9 @@ fn weights() -> Weights {
 
 async fn start(max_batch: usize, max_queue: usize) -> TestServer {
     let model = Arc::new(Model::new(&weights(), Device::Cpu).unwrap());
-    let config = EngineConfig {
-        max_batch,
-        max_queue,
-        ..EngineConfig::default()
-    };
+    let config = EngineConfig::default()
+        .with_max_batch(max_batch)
+        .with_max_queue(max_queue);
     TestServer::start(model, config, HttpLimits::default(), false).await
 }
 

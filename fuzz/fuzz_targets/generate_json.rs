@@ -6,7 +6,8 @@
 
 use libfuzzer_sys::fuzz_target;
 use linear_dit::engine::EngineConfig;
-use linear_dit::sampling::{SamplingPlan, ScheduleKind, check_sampling_size};
+use linear_dit::sampling::ModelDescription;
+use linear_dit::sampling::{SamplingPlan, check_sampling_size};
 use linear_dit::server::decode_generate_request;
 use linear_dit::{Config, Grid};
 
@@ -18,9 +19,8 @@ fuzz_target!(|data: &[u8]| {
         num_classes: Some(10),
         ..Config::new(4)
     };
-    let Ok((request, _format)) =
-        decode_generate_request(data, &config, ScheduleKind::Linear, Grid::new(4, 4))
-    else {
+    let description = ModelDescription::of(&config).with_grid(Grid::new(4, 4));
+    let Ok((request, _format)) = decode_generate_request(data, &description) else {
         return;
     };
     let limits = EngineConfig::default();
@@ -31,6 +31,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     }
     if SamplingPlan::new(&config, &request.params).is_ok() {
-        let _ = check_sampling_size(&config, request.grid, request.num_images);
+        let grid = request.grid.unwrap_or(Grid::new(4, 4));
+        let _ = check_sampling_size(&config, grid, request.num_images);
     }
 });

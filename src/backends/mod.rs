@@ -48,15 +48,17 @@ pub enum Device {
 }
 
 impl std::str::FromStr for Device {
-    type Err = String;
+    type Err = crate::error::ParseError;
 
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         match s {
             "auto" => Ok(Device::Auto),
             "cpu" => Ok(Device::Cpu),
             "cuda" | "gpu" => Ok(Device::Cuda),
-            other => Err(format!(
-                "unknown backend `{other}` (expected auto, cpu or cuda)"
+            other => Err(crate::error::ParseError::new(
+                "backend",
+                other,
+                "auto, cpu or cuda",
             )),
         }
     }
@@ -89,16 +91,18 @@ impl Precision {
 }
 
 impl std::str::FromStr for Precision {
-    type Err = String;
+    type Err = crate::error::ParseError;
 
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         match s {
             "auto" => Ok(Precision::Auto),
             "f32" | "fp32" => Ok(Precision::F32),
             "bf16" => Ok(Precision::Bf16),
             "f16" | "fp16" => Ok(Precision::F16),
-            other => Err(format!(
-                "unknown precision `{other}` (expected auto, f32, bf16 or f16)"
+            other => Err(crate::error::ParseError::new(
+                "precision",
+                other,
+                "auto, f32, bf16 or f16",
             )),
         }
     }

@@ -41,7 +41,8 @@ pub struct ConfigFlags {
 }
 
 fn parse_flavor(s: &str) -> Result<Flavor, String> {
-    s.parse().map_err(|e: linear_dit::Error| e.to_string())
+    s.parse()
+        .map_err(|e: linear_dit::error::ParseError| e.to_string())
 }
 
 impl ConfigFlags {

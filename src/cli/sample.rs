@@ -7,9 +7,9 @@ use super::progress;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use linear_dit::image::{default_columns, default_scale, write_png_grid};
-use linear_dit::sampling::metadata::{image_grid, schedule_of};
+use linear_dit::sampling::ModelDescription;
 use linear_dit::sampling::{
-    SamplerKind, SamplingParams, ScheduleKind, Spacing, check_sampling_size, image_classes, sample,
+    SamplerKind, ScheduleKind, Spacing, check_sampling_size, image_classes, sample,
 };
 use linear_dit::tensor_file::write_tensors;
 use linear_dit::{Grid, Weights};
@@ -29,15 +29,15 @@ pub struct SampleArgs {
     /// Number of images.
     #[arg(long = "num", default_value_t = 16)]
     num: usize,
-    /// Inference steps (1 … num_steps).
-    #[arg(long, default_value_t = 20)]
-    steps: usize,
-    /// Sampler: ddim, ddpm or dpmpp2m.
-    #[arg(long, default_value = "ddim")]
-    sampler: SamplerKind,
-    /// DDIM stochasticity η in [0, 1] (0: deterministic).
-    #[arg(long, default_value_t = 0.0)]
-    eta: f64,
+    /// Inference steps (1 … num_steps) [default: 20].
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Sampler: ddim, ddpm or dpmpp2m [default: ddim].
+    #[arg(long)]
+    sampler: Option<SamplerKind>,
+    /// DDIM stochasticity η in [0, 1] (0: deterministic) [default: 0; ddim only].
+    #[arg(long)]
+    eta: Option<f64>,
     /// Classifier-free guidance scale, 1 = off [default: 4 for class-conditional models, 1
     /// otherwise; other values need a class-conditional model].
     #[arg(long)]
@@ -75,36 +75,34 @@ pub struct SampleArgs {
 pub fn run(args: SampleArgs) -> Result<()> {
     let weights = Weights::load(&args.weights, &args.config.overrides())?;
     let config = weights.config().clone();
-    let grid = image_grid(&weights, args.size.map(|s| (s.rows, s.cols)))?;
-    let height = grid.rows * config.patch_size;
-    let schedule = match args.schedule {
-        Some(kind) => kind,
-        None => schedule_of(&weights)?,
-    };
+    let mut description = ModelDescription::from_weights(&weights)?;
+    if let Some(size) = args.size {
+        description = description.with_image_size(size.rows, size.cols)?;
+    }
+    if let Some(schedule) = args.schedule {
+        description = description.with_schedule(schedule);
+    }
+    let grid = description.default_grid()?;
     if args.num == 0 {
         bail!("--num must be at least 1");
     }
-    let sampler = match args.sampler {
-        SamplerKind::Ddim { .. } => SamplerKind::Ddim { eta: args.eta },
-        other => other,
-    };
-    let params = SamplingParams {
-        sampler,
-        steps: args.steps,
-        guidance: args.guidance.unwrap_or(if config.num_classes.is_some() {
-            4.0
-        } else {
-            1.0
-        }),
-        schedule,
-        spacing: args.spacing,
-        clip_x0: !args.no_clip,
-    };
+    let defaults = description.default_sampling();
+    let sampler = args
+        .sampler
+        .unwrap_or(defaults.sampler)
+        .with_eta(args.eta)?;
+    let (steps, guidance) = (defaults.steps, defaults.guidance);
+    let params = defaults
+        .with_sampler(sampler)
+        .with_steps(args.steps.unwrap_or(steps))
+        .with_guidance(args.guidance.unwrap_or(guidance))
+        .with_spacing(args.spacing)
+        .with_clip_x0(!args.no_clip);
     check_sampling_size(&config, grid, args.num)?;
     let classes = image_classes(&config, args.class, args.num);
     let model = args.device.model(&weights)?;
 
-    let bar = progress::bar(args.steps as u64, "steps");
+    let bar = progress::bar(params.steps as u64, "steps");
     let start = Instant::now();
     let images = sample(&model, &params, &classes, args.seed, grid, |done, _| {
         bar.set_position(done as u64)
@@ -122,10 +120,12 @@ pub fn run(args: SampleArgs) -> Result<()> {
         "sampled"
     );
 
+    // The grid is known here (`default_grid` succeeded above), so the pixel size is too.
+    let height = description.image_size().map_or(0, |(height, _)| height);
     let scale = args.scale.unwrap_or_else(|| default_scale(height));
     let columns = default_columns(
         args.num,
-        config.num_classes.filter(|_| args.class.is_none()),
+        description.num_classes().filter(|_| args.class.is_none()),
     );
     write_png_grid(&args.out, &images, columns, scale)
         .with_context(|| format!("writing {}", args.out.display()))?;

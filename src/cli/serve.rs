@@ -6,7 +6,7 @@ use super::device_flags::DeviceFlags;
 use anyhow::{Context, Result};
 use clap::Args;
 use linear_dit::engine::{Engine, EngineConfig};
-use linear_dit::sampling::metadata::{image_grid, schedule_of};
+use linear_dit::sampling::ModelDescription;
 use linear_dit::server::{AppState, HttpLimits, serve_with_grpc};
 use linear_dit::{Grid, Model, Weights};
 use std::path::PathBuf;
@@ -75,31 +75,35 @@ pub struct ServeArgs {
 
 pub fn run(args: ServeArgs) -> Result<()> {
     let weights = Weights::load(&args.weights, &args.config.overrides())?;
-    let grid = image_grid(&weights, args.size.map(|s| (s.rows, s.cols)))?;
-    let schedule = schedule_of(&weights)?;
+    let mut description = ModelDescription::from_weights(&weights)?;
+    if let Some(size) = args.size {
+        description = description.with_image_size(size.rows, size.cols)?;
+    }
+    let grid = description.default_grid()?;
     let model = Arc::new(Model::with_precision(
         &weights,
         args.device.backend,
         args.device.precision,
     )?);
-    let config = EngineConfig {
-        max_batch: args.max_batch,
-        max_tokens_per_forward: args.max_tokens,
-        max_queue: args.max_queue,
-        max_images_per_request: args.max_images,
-        max_steps_per_request: args.max_steps,
-        default_deadline: (args.deadline_ms > 0).then(|| Duration::from_millis(args.deadline_ms)),
-    };
+    let config = EngineConfig::default()
+        .with_max_batch(args.max_batch)
+        .with_max_tokens_per_forward(args.max_tokens)
+        .with_max_queue(args.max_queue)
+        .with_max_images_per_request(args.max_images)
+        .with_max_steps_per_request(args.max_steps)
+        .with_default_deadline(
+            (args.deadline_ms > 0).then(|| Duration::from_millis(args.deadline_ms)),
+        );
     // Limits that can never be met fail here, not on the first request.
     config.check_serves(weights.config(), grid)?;
-    let limits = HttpLimits {
-        max_body_bytes: usize::try_from(args.max_body_bytes)
-            .context("--max-body-bytes does not fit this machine's address space")?,
-        header_timeout: Duration::from_secs(args.header_timeout_s),
-        body_timeout: Duration::from_secs(args.body_timeout_s),
-        max_connections: args.max_connections,
-        drain_timeout: Duration::from_secs(args.drain_timeout_s),
-    };
+    let max_body_bytes = usize::try_from(args.max_body_bytes)
+        .context("--max-body-bytes does not fit this machine's address space")?;
+    let limits = HttpLimits::default()
+        .with_max_body_bytes(max_body_bytes)
+        .with_header_timeout(Duration::from_secs(args.header_timeout_s))
+        .with_body_timeout(Duration::from_secs(args.body_timeout_s))
+        .with_max_connections(args.max_connections)
+        .with_drain_timeout(Duration::from_secs(args.drain_timeout_s));
     limits.validate().map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -119,7 +123,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             ),
             None => None,
         };
-        let engine = Engine::start(model, config)?;
+        let engine = Engine::start_with_description(model, description, config)?;
         if let Some(grpc) = &grpc {
             tracing::info!(address = %grpc.local_addr()?, "listening for gRPC");
         }
@@ -129,15 +133,14 @@ pub fn run(args: ServeArgs) -> Result<()> {
             weights = %args.weights.display(),
             "listening"
         );
-        let state = AppState {
-            engine,
-            grid,
-            schedule,
-            limits,
-        };
-        serve_with_grpc(listener, grpc, state, shutdown_signal())
-            .await
-            .context("serving")
+        serve_with_grpc(
+            listener,
+            grpc,
+            AppState::new(engine, limits),
+            shutdown_signal(),
+        )
+        .await
+        .context("serving")
     })
 }
 

@@ -1,22 +1,24 @@
-//! The serving engine: a worker per device that batches the denoising steps of all running
-//! requests into shared forwards (step-level continuous batching), behind an async handle.
+//! The serving engine: one worker thread, owning one model on one device, that batches the
+//! denoising steps of all running requests into shared forwards (step-level continuous
+//! batching), behind an async handle. One engine serves one device; to use several devices,
+//! run one engine (one process) per device behind a load balancer.
 //!
 //! ```no_run
 //! use linear_dit::engine::{Engine, EngineConfig, GenerateRequest};
-//! use linear_dit::sampling::SamplingParams;
-//! use linear_dit::{Grid, Model};
+//! use linear_dit::sampling::ModelDescription;
+//! use linear_dit::{ConfigOverrides, Device, Model, Weights};
 //! use std::sync::Arc;
 //! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
-//! let model = Arc::new(Model::load("assets/digits.safetensors")?);
-//! let engine = Engine::start(model, EngineConfig::default())?;
-//! let request = GenerateRequest {
-//!     class_label: Some(7),
-//!     num_images: 4,
-//!     params: SamplingParams::default(),
-//!     seed: 1,
-//!     grid: Grid::new(8, 8),
-//!     deadline: None,
-//! };
+//! let weights = Weights::load("assets/digits.safetensors", &ConfigOverrides::default())?;
+//! let description = ModelDescription::from_weights(&weights)?; // 8×8 tokens, 10 classes
+//! let model = Arc::new(Model::new(&weights, Device::Auto)?);
+//! let params = description.default_sampling(); // DDIM 20 steps, guidance 4
+//! let engine = Engine::start_with_description(model, description, EngineConfig::default())?;
+//! let request = GenerateRequest::default()
+//!     .with_class(7)
+//!     .with_num_images(4)
+//!     .with_params(params)
+//!     .with_seed(1);
 //! let generated = engine.generate(request).await?; // images [4, 1, 16, 16]
 //! engine.shutdown().await;
 //! # Ok(()) }
@@ -31,11 +33,11 @@ pub use metrics::{Histogram, Metrics, Outcome};
 pub use request::{EngineError, GenerateRequest, Generated, Generation, GenerationEvent, Progress};
 
 use crate::error::Error;
-use crate::model::Config;
-use crate::model::{Grid, Input, validate};
+use crate::model::{Config, Grid, Input, validate};
 use crate::runtime::Model;
+use crate::sampling::ModelDescription;
 use crate::sampling::{
-    NoiseKey, SamplingPlan, StepBatch, Trajectory, check_sampling_size, image_classes,
+    SamplingPlan, StepBatch, check_sampling_size, image_classes, request_trajectories,
 };
 use crate::tensor::Tensor;
 use queue::{ForwardJob, GenerateJob, Job, Shared};
@@ -50,8 +52,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 pub const PROGRESS_BUFFER: usize = 1024;
 
 /// Limits of the engine. Every request — `/v1/generate`, a raw forward, an embedded caller —
-/// goes through the same admission against them.
+/// goes through the same admission against them. Start from [`EngineConfig::default`] and
+/// change limits with the `with_*` methods.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EngineConfig {
     /// Most rows (images, each guided image counting twice) in one forward.
     pub max_batch: usize,
@@ -82,6 +86,42 @@ impl Default for EngineConfig {
 }
 
 impl EngineConfig {
+    /// With at most `rows` rows per forward.
+    pub fn with_max_batch(mut self, rows: usize) -> Self {
+        self.max_batch = rows;
+        self
+    }
+
+    /// With at most `tokens` tokens (rows × N) per forward.
+    pub fn with_max_tokens_per_forward(mut self, tokens: usize) -> Self {
+        self.max_tokens_per_forward = tokens;
+        self
+    }
+
+    /// With at most `requests` requests waiting for a slot.
+    pub fn with_max_queue(mut self, requests: usize) -> Self {
+        self.max_queue = requests;
+        self
+    }
+
+    /// With at most `images` images per generate request.
+    pub fn with_max_images_per_request(mut self, images: usize) -> Self {
+        self.max_images_per_request = images;
+        self
+    }
+
+    /// With at most `steps` denoising steps per generate request.
+    pub fn with_max_steps_per_request(mut self, steps: usize) -> Self {
+        self.max_steps_per_request = steps;
+        self
+    }
+
+    /// With `deadline` for requests that give none (`None`: no deadline).
+    pub fn with_default_deadline(mut self, deadline: Option<Duration>) -> Self {
+        self.default_deadline = deadline;
+        self
+    }
+
     /// Checks the limits themselves: each at least 1.
     pub fn validate(&self) -> Result<(), EngineError> {
         for (field, value) in [
@@ -139,18 +179,32 @@ impl EngineConfig {
     }
 }
 
-/// Starts engines.
+/// Starts engines: each one worker thread serving one model on the device it was loaded on.
 pub struct Engine;
 
 impl Engine {
-    /// Starts the worker thread for `model` and returns a handle to it.
+    /// Starts the worker thread for `model`, described by its config alone
+    /// ([`ModelDescription::of`]: no default grid, so every request names its grid); see
+    /// [`Self::start_with_description`].
+    pub fn start(model: Arc<Model>, config: EngineConfig) -> Result<EngineHandle, EngineError> {
+        let description = ModelDescription::of(model.config());
+        Engine::start_with_description(model, description, config)
+    }
+
+    /// Starts the worker thread for `model`, whose requests default to what `description`
+    /// says (e.g. [`ModelDescription::from_weights`]: the grid of the weights' image
+    /// metadata), and returns a handle to it.
     ///
     /// The worker isolates each forward: a panic there fails only that forward's requests.
     /// Should the worker itself stop (a bug outside a forward, or forwards that keep
     /// panicking), the engine turns unready, every waiting request is answered with
     /// [`EngineError::WorkerFailed`], and [`EngineHandle::stopped`] reports the failure so a
     /// server can exit non-zero and be restarted.
-    pub fn start(model: Arc<Model>, config: EngineConfig) -> Result<EngineHandle, EngineError> {
+    pub fn start_with_description(
+        model: Arc<Model>,
+        description: ModelDescription,
+        config: EngineConfig,
+    ) -> Result<EngineHandle, EngineError> {
         config.validate()?;
         let shared = Arc::new(Shared::default());
         let metrics = Arc::new(Metrics::default());
@@ -191,6 +245,7 @@ impl Engine {
                 metrics,
                 config,
                 model_config,
+                description,
                 backend,
                 next_id: AtomicU64::new(1),
                 done: done_rx,
@@ -216,6 +271,7 @@ struct Inner {
     metrics: Arc<Metrics>,
     config: EngineConfig,
     model_config: Config,
+    description: ModelDescription,
     backend: String,
     next_id: AtomicU64,
     done: watch::Receiver<WorkerState>,
@@ -370,31 +426,26 @@ impl EngineHandle {
                 request.params.steps, limits.max_steps_per_request
             )));
         }
+        let grid = match request.grid {
+            Some(grid) => grid,
+            None => self.inner.description.default_grid()?,
+        };
         let plan = SamplingPlan::new(config, &request.params)?;
         // Rows and tokens per step, checked before any trajectory is built.
         let rows_per_image = if plan.params().guidance != 1.0 { 2 } else { 1 };
         let rows = request.num_images.saturating_mul(rows_per_image);
         limits.check_fits(
             rows,
-            request.grid.tokens(),
+            grid.tokens(),
             format!(
                 "{} images need {rows} rows of {} tokens per step",
                 request.num_images,
-                request.grid.tokens()
+                grid.tokens()
             ),
         )?;
-        check_sampling_size(config, request.grid, request.num_images)?;
-        let trajectories = image_classes(config, request.class_label, request.num_images)
-            .into_iter()
-            .enumerate()
-            .map(|(i, class)| {
-                let key = NoiseKey {
-                    seed: request.seed,
-                    image: i as u32,
-                };
-                Trajectory::new(config, plan.clone(), class, key, request.grid)
-            })
-            .collect::<crate::Result<Vec<_>>>()?;
+        check_sampling_size(config, grid, request.num_images)?;
+        let classes = image_classes(config, request.class_label, request.num_images);
+        let trajectories = request_trajectories(config, &plan, &classes, request.seed, grid)?;
         // The job's own count (equal to the estimate above).
         let rows: usize = trajectories.iter().map(StepBatch::rows_of).sum();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
@@ -407,6 +458,7 @@ impl EngineHandle {
         let job = GenerateJob {
             id,
             request,
+            grid,
             trajectories,
             rows,
             submitted: Instant::now(),
@@ -487,6 +539,11 @@ impl EngineHandle {
     /// The model's config.
     pub fn model_config(&self) -> &Config {
         &self.inner.model_config
+    }
+
+    /// The model's description: what requests default to.
+    pub fn description(&self) -> &ModelDescription {
+        &self.inner.description
     }
 
     /// The engine's limits.

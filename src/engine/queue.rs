@@ -16,6 +16,8 @@ pub struct GenerateJob {
     pub id: u64,
     /// The request as given.
     pub request: GenerateRequest,
+    /// Token grid of its images: the request's, or the model's default.
+    pub grid: Grid,
     /// One trajectory per image, at pure noise.
     pub trajectories: Vec<Trajectory>,
     /// Forward rows per step (images × (1 + guided)).

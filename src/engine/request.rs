@@ -10,7 +10,13 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// A request for `num_images` images.
+///
+/// Build one from [`GenerateRequest::default`] (one image, [`SamplingParams::default`],
+/// seed 0, the model's grid, the engine's deadline) with the `with_*` methods; for a
+/// model's own sampling defaults pass
+/// [`crate::sampling::ModelDescription::default_sampling`] to [`Self::with_params`].
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct GenerateRequest {
     /// The class to generate. `None`: for a class-conditional model, classes cycle
     /// 0, 1, …, C−1 over the images (as `linear-dit sample` without `--class`); for an
@@ -23,11 +29,63 @@ pub struct GenerateRequest {
     pub params: SamplingParams,
     /// Noise seed.
     pub seed: u64,
-    /// Token grid of each image.
-    pub grid: Grid,
+    /// Token grid of each image; `None`: the grid of the engine's model description
+    /// ([`crate::sampling::ModelDescription::grid`]).
+    pub grid: Option<Grid>,
     /// Give up (HTTP 504) if not done within this time of submission; `None`: the engine's
     /// default.
     pub deadline: Option<Duration>,
+}
+
+impl Default for GenerateRequest {
+    fn default() -> Self {
+        GenerateRequest {
+            class_label: None,
+            num_images: 1,
+            params: SamplingParams::default(),
+            seed: 0,
+            grid: None,
+            deadline: None,
+        }
+    }
+}
+
+impl GenerateRequest {
+    /// With images of class `class` (default: cycling through the classes).
+    pub fn with_class(mut self, class: usize) -> Self {
+        self.class_label = Some(class);
+        self
+    }
+
+    /// With `num_images` images (default 1).
+    pub fn with_num_images(mut self, num_images: usize) -> Self {
+        self.num_images = num_images;
+        self
+    }
+
+    /// With sampler, steps, guidance and schedule `params`.
+    pub fn with_params(mut self, params: SamplingParams) -> Self {
+        self.params = params;
+        self
+    }
+
+    /// With noise seed `seed` (default 0).
+    pub fn with_seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// With images of `grid` tokens instead of the model's default grid.
+    pub fn with_grid(mut self, grid: Grid) -> Self {
+        self.grid = Some(grid);
+        self
+    }
+
+    /// Giving up after `deadline` from submission instead of the engine's default deadline.
+    pub fn with_deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
 }
 
 /// A completed request.

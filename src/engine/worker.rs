@@ -1,4 +1,5 @@
-//! The worker: one thread per device, owning the model, running the scheduler loop.
+//! The worker: the engine's one thread, owning the model (on its one device), running the
+//! scheduler loop.
 //!
 //! Each iteration it (1) admits waiting jobs in FIFO order while they fit the batch limits,
 //! (2) drops requests whose caller went away or whose deadline passed, (3) runs waiting raw
@@ -12,11 +13,10 @@ use super::EngineConfig;
 use super::metrics::{Metrics, Outcome};
 use super::queue::{ForwardJob, GenerateJob, Job, Shared};
 use super::request::{EngineError, Generated};
-use crate::model::{Grid, Input};
+use crate::model::Input;
 use crate::runtime::Model;
-use crate::sampling::StepBatch;
+use crate::sampling::{StepBatch, StepEps, group_by_grid, stack_images};
 use crate::tensor::Tensor;
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -83,13 +83,10 @@ fn admit(
     loop {
         let mut forwards = Vec::new();
         let mut rows: usize = active.iter().map(|j| j.rows).sum();
-        let mut tokens: usize = active
-            .iter()
-            .map(|j| j.rows * j.request.grid.tokens())
-            .sum();
+        let mut tokens: usize = active.iter().map(|j| j.rows * j.grid.tokens()).sum();
         while let Some(job) = state.queue.front() {
             let (job_rows, job_tokens) = match job {
-                Job::Generate(g) => (g.rows, g.rows * g.request.grid.tokens()),
+                Job::Generate(g) => (g.rows, g.rows * g.grid.tokens()),
                 Job::Forward(f) => f.size(),
             };
             let fits = rows + job_rows <= config.max_batch
@@ -261,21 +258,11 @@ fn step(
     metrics: &Metrics,
     panics: &mut PanicCount,
 ) -> Duration {
-    let mut groups: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
-    for (i, job) in active.iter().enumerate() {
-        groups
-            .entry((job.request.grid.rows, job.request.grid.cols))
-            .or_default()
-            .push(i);
-    }
     let mut forward_time = Duration::ZERO;
-    for ((rows, cols), members) in groups {
-        let grid = Grid::new(rows, cols);
+    for (grid, members) in group_by_grid(0..active.len(), |&i| active[i].grid) {
         let mut batch = StepBatch::default();
         for &i in &members {
-            for tr in active[i].trajectories.iter().filter(|t| !t.is_done()) {
-                batch.push(tr);
-            }
+            batch.extend(&active[i].trajectories);
         }
         let batch_rows = batch.rows();
         let span = tracing::debug_span!("step", rows = batch_rows, grid = %grid);
@@ -307,36 +294,16 @@ fn step(
 /// Splits a group's ε back to its trajectories and advances them; a request whose
 /// trajectory cannot advance fails (it is never left behind half-denoised).
 fn advance(active: &mut [GenerateJob], members: &[usize], eps: &Tensor, metrics: &Metrics) {
-    let width = eps.shape().iter().skip(1).product::<usize>();
-    let mut rows = eps.data().chunks_exact(width.max(1));
+    let mut eps = StepEps::new(eps);
     for &i in members {
         let job = &mut active[i];
-        let mut failure = None;
-        for tr in job.trajectories.iter_mut().filter(|t| !t.is_done()) {
-            let cond = rows.next();
-            // `Some(None)`: unguided; `None`: a guided row that is missing.
-            let uncond = if tr.is_guided() {
-                rows.next().map(Some)
-            } else {
-                Some(None)
-            };
-            let advanced = match (cond, uncond) {
-                (Some(cond), Some(uncond)) => tr.advance(cond, uncond),
-                _ => Err(crate::Error::input(
-                    "eps",
-                    "has fewer rows than the step batch",
-                )),
-            };
-            if let Err(e) = advanced {
-                failure.get_or_insert(e);
+        match eps.advance_unfinished(&mut job.trajectories) {
+            Ok(()) => job.report_progress(),
+            Err(e) => {
+                job.span
+                    .in_scope(|| tracing::error!(error = %e, "trajectory could not advance"));
+                fail(job, EngineError::Failed(e.to_string()), metrics);
             }
-        }
-        if let Some(e) = failure {
-            job.span
-                .in_scope(|| tracing::error!(error = %e, "trajectory could not advance"));
-            fail(job, EngineError::Failed(e.to_string()), metrics);
-        } else {
-            job.report_progress();
         }
     }
 }
@@ -365,7 +332,7 @@ fn finish(active: &mut Vec<GenerateJob>, metrics: &Metrics) {
         let queued = job
             .admitted
             .map_or(Duration::ZERO, |a| a.duration_since(job.submitted));
-        match collect_images(job) {
+        match stack_images(&job.trajectories) {
             Ok(images) => {
                 job.span.in_scope(|| {
                     tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "completed")
@@ -383,18 +350,4 @@ fn finish(active: &mut Vec<GenerateJob>, metrics: &Metrics) {
         }
         false
     });
-}
-
-/// `[n, C, H, W]` from a finished job's trajectories.
-fn collect_images(job: &GenerateJob) -> crate::Result<Tensor> {
-    let mut data = Vec::new();
-    let mut shape = vec![job.trajectories.len()];
-    for tr in &job.trajectories {
-        let image = tr.image()?;
-        if shape.len() == 1 {
-            shape.extend_from_slice(image.shape());
-        }
-        data.extend_from_slice(image.data());
-    }
-    Tensor::new(shape, data)
 }

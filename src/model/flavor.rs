@@ -2,7 +2,6 @@
 //! needs to know about a flavor is a method here, so no backend matches on the flavor to
 //! recall a constant.
 
-use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 
 /// Which architecture the weights describe (SPEC, "Flavor").
@@ -29,15 +28,16 @@ impl Flavor {
 }
 
 impl std::str::FromStr for Flavor {
-    type Err = Error;
+    type Err = crate::error::ParseError;
 
-    fn from_str(s: &str) -> Result<Self> {
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         match s {
             "dit" => Ok(Flavor::Dit),
             "edifice" => Ok(Flavor::Edifice),
-            other => Err(Error::config(
+            other => Err(crate::error::ParseError::new(
                 "flavor",
-                format!("is `{other}`, expected `dit` or `edifice`"),
+                other,
+                "dit or edifice",
             )),
         }
     }

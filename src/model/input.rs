@@ -48,21 +48,24 @@ impl std::fmt::Display for Grid {
 }
 
 impl std::str::FromStr for Grid {
-    type Err = Error;
+    type Err = crate::error::ParseError;
 
-    fn from_str(s: &str) -> Result<Self> {
-        let parsed = s
-            .split_once(['x', 'X'])
-            .and_then(|(r, c)| Some((r.trim().parse().ok()?, c.trim().parse().ok()?)));
+    /// `ROWSxCOLS`; a grid whose token count overflows is refused too.
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        let parsed = s.split_once(['x', 'X']).and_then(|(r, c)| {
+            Some((
+                r.trim().parse::<usize>().ok()?,
+                c.trim().parse::<usize>().ok()?,
+            ))
+        });
         match parsed {
-            Some((rows, cols)) if rows > 0 && cols > 0 => {
-                let grid = Grid::new(rows, cols);
-                crate::limits::checked_product("grid", &[rows, cols])?;
-                Ok(grid)
+            Some((rows, cols)) if rows > 0 && cols > 0 && rows.checked_mul(cols).is_some() => {
+                Ok(Grid::new(rows, cols))
             }
-            _ => Err(Error::input(
+            _ => Err(crate::error::ParseError::new(
                 "grid",
-                format!("`{s}` is not ROWSxCOLS with positive numbers"),
+                s,
+                "ROWSxCOLS, two positive numbers whose product does not overflow",
             )),
         }
     }

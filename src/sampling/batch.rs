@@ -2,8 +2,10 @@
 //! per token count, each sample carrying its own timestep and label, the conditional and
 //! unconditional halves of classifier-free guidance in the same forward.
 
-use super::trajectory::{NoiseKey, SamplingParams, SamplingPlan, Trajectory, check_sampling_size};
-use crate::error::Result;
+use super::trajectory::{
+    SamplingParams, SamplingPlan, Trajectory, check_sampling_size, request_trajectories,
+};
+use crate::error::{Error, Result};
 use crate::model::{Grid, Input};
 use crate::runtime::Model;
 use crate::tensor::Tensor;
@@ -32,6 +34,13 @@ impl StepBatch {
         row(trajectory.label());
         if trajectory.is_guided() {
             row(trajectory.null_label());
+        }
+    }
+
+    /// Appends every unfinished trajectory of `trajectories`, in order.
+    pub fn extend<'t>(&mut self, trajectories: impl IntoIterator<Item = &'t Trajectory>) {
+        for trajectory in trajectories.into_iter().filter(|t| !t.is_done()) {
+            self.push(trajectory);
         }
     }
 
@@ -72,36 +81,97 @@ impl StepBatch {
     }
 }
 
-/// Advances every unfinished trajectory by one step: one forward per distinct grid.
-pub fn step_all(model: &Model, trajectories: &mut [&mut Trajectory]) -> Result<()> {
-    let mut groups: BTreeMap<(usize, usize), Vec<usize>> = BTreeMap::new();
-    for (i, tr) in trajectories.iter().enumerate() {
-        if !tr.is_done() {
-            groups
-                .entry((tr.grid().rows, tr.grid().cols))
-                .or_default()
-                .push(i);
+/// Groups `items` by the token grid `grid_of` gives them, one group per distinct grid —
+/// one forward each — in grid order (rows, then columns); a group keeps its items' order.
+pub fn group_by_grid<T>(
+    items: impl IntoIterator<Item = T>,
+    grid_of: impl Fn(&T) -> Grid,
+) -> Vec<(Grid, Vec<T>)> {
+    let mut groups: BTreeMap<(usize, usize), Vec<T>> = BTreeMap::new();
+    for item in items {
+        let grid = grid_of(&item);
+        groups.entry((grid.rows, grid.cols)).or_default().push(item);
+    }
+    groups
+        .into_iter()
+        .map(|((rows, cols), members)| (Grid::new(rows, cols), members))
+        .collect()
+}
+
+/// The ε `[rows, N, D]` of a [`StepBatch`], handed back to the trajectories that were pushed,
+/// in the order they were pushed: each takes its conditional row and, when guided, its
+/// unconditional one.
+pub struct StepEps<'a> {
+    rows: std::slice::ChunksExact<'a, f32>,
+}
+
+impl<'a> StepEps<'a> {
+    /// The rows of `eps`.
+    pub fn new(eps: &'a Tensor) -> Self {
+        let width = eps.shape().iter().skip(1).product::<usize>();
+        StepEps {
+            rows: eps.data().chunks_exact(width.max(1)),
         }
     }
-    for ((rows, cols), members) in groups {
-        let mut batch = StepBatch::default();
-        for &i in &members {
-            batch.push(trajectories[i]);
+
+    /// Advances `trajectory` by its next rows; an error when ε has fewer rows than the batch.
+    pub fn advance(&mut self, trajectory: &mut Trajectory) -> Result<()> {
+        let cond = self.rows.next();
+        // `Some(None)`: unguided; `None`: a guided row that is missing.
+        let uncond = if trajectory.is_guided() {
+            self.rows.next().map(Some)
+        } else {
+            Some(None)
+        };
+        match (cond, uncond) {
+            (Some(cond), Some(uncond)) => trajectory.advance(cond, uncond),
+            _ => Err(Error::input("eps", "has fewer rows than the step batch")),
         }
-        let eps = batch.run(model, Grid::new(rows, cols))?;
-        let width = eps.data().len() / eps.shape()[0];
-        let mut offset = 0;
+    }
+
+    /// Advances every unfinished trajectory of `trajectories` (the ones
+    /// [`StepBatch::extend`] pushed), each whatever the others do; returns the first error.
+    pub fn advance_unfinished<'t>(
+        &mut self,
+        trajectories: impl IntoIterator<Item = &'t mut Trajectory>,
+    ) -> Result<()> {
+        let mut failure = None;
+        for trajectory in trajectories.into_iter().filter(|t| !t.is_done()) {
+            if let Err(e) = self.advance(trajectory) {
+                failure.get_or_insert(e);
+            }
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+/// Advances every unfinished trajectory by one step: one forward per distinct grid.
+pub fn step_all(model: &Model, trajectories: &mut [&mut Trajectory]) -> Result<()> {
+    let unfinished = (0..trajectories.len()).filter(|&i| !trajectories[i].is_done());
+    for (grid, members) in group_by_grid(unfinished, |&i| trajectories[i].grid()) {
+        let mut batch = StepBatch::default();
+        batch.extend(members.iter().map(|&i| &*trajectories[i]));
+        let eps = batch.run(model, grid)?;
+        let mut eps = StepEps::new(&eps);
         for &i in &members {
-            let tr = &mut *trajectories[i];
-            let cond = &eps.data()[offset * width..(offset + 1) * width];
-            let uncond = tr
-                .is_guided()
-                .then(|| &eps.data()[(offset + 1) * width..(offset + 2) * width]);
-            offset += StepBatch::rows_of(tr);
-            tr.advance(cond, uncond)?;
+            eps.advance(trajectories[i])?;
         }
     }
     Ok(())
+}
+
+/// `[n, C, H, W]`: the images of finished `trajectories`, in order.
+pub fn stack_images(trajectories: &[Trajectory]) -> Result<Tensor> {
+    let mut data = Vec::new();
+    let mut shape = vec![trajectories.len()];
+    for tr in trajectories {
+        let image = tr.image()?;
+        if shape.len() == 1 {
+            shape.extend_from_slice(image.shape());
+        }
+        data.extend_from_slice(image.data());
+    }
+    Tensor::new(shape, data)
 }
 
 /// Generates one image per entry of `classes` (`None`: unconditional), image `i` seeded by
@@ -117,31 +187,12 @@ pub fn sample(
     let config = model.config();
     let plan = SamplingPlan::new(config, params)?;
     check_sampling_size(config, grid, classes.len())?;
-    let mut trajectories = classes
-        .iter()
-        .enumerate()
-        .map(|(i, &class)| {
-            let key = NoiseKey {
-                seed,
-                image: i as u32,
-            };
-            Trajectory::new(config, plan.clone(), class, key, grid)
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut trajectories = request_trajectories(config, &plan, classes, seed, grid)?;
     let total = params.steps;
     for done in 0..total {
         let mut refs: Vec<&mut Trajectory> = trajectories.iter_mut().collect();
         step_all(model, &mut refs)?;
         on_step(done + 1, total);
     }
-    let mut data = Vec::new();
-    let mut shape = vec![trajectories.len()];
-    for tr in &trajectories {
-        let image = tr.image()?;
-        if shape.len() == 1 {
-            shape.extend_from_slice(image.shape());
-        }
-        data.extend_from_slice(image.data());
-    }
-    Tensor::new(shape, data)
+    stack_images(&trajectories)
 }

@@ -32,14 +32,19 @@ pub fn image_grid(weights: &Weights, size: Option<(usize, usize)>) -> Result<Gri
             ));
         }
     };
-    let p = weights.config().patch_size;
-    if height == 0 || width == 0 || height % p != 0 || width % p != 0 {
+    pixel_grid(height, width, weights.config().patch_size)
+}
+
+/// The token grid of `height × width`-pixel images cut in `patch × patch` patches: an error
+/// unless both are positive multiples of the patch size.
+pub fn pixel_grid(height: usize, width: usize, patch: usize) -> Result<Grid> {
+    if height == 0 || width == 0 || !height.is_multiple_of(patch) || !width.is_multiple_of(patch) {
         return Err(Error::input(
             "image",
-            format!("size {height}x{width} is not a positive multiple of patch_size {p}"),
+            format!("size {height}x{width} is not a positive multiple of patch_size {patch}"),
         ));
     }
-    Ok(Grid::new(height / p, width / p))
+    Ok(Grid::new(height / patch, width / patch))
 }
 
 /// The schedule named in the metadata (its first word), or `Linear` when absent.
@@ -51,7 +56,7 @@ pub fn schedule_of(weights: &Weights) -> Result<ScheduleKind> {
             .next()
             .unwrap_or_default()
             .parse()
-            .map_err(|e: String| {
+            .map_err(|e: crate::error::ParseError| {
                 Error::input("schedule", format!("metadata `{SCHEDULE_KEY}`: {e}"))
             }),
     }

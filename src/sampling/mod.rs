@@ -3,14 +3,17 @@
 //! step-level API through which many independent requests advance in one batched forward.
 
 mod batch;
+mod description;
 pub mod metadata;
 mod schedule;
 mod solver;
 mod trajectory;
 
-pub use batch::{StepBatch, sample, step_all};
+pub use batch::{StepBatch, StepEps, group_by_grid, sample, stack_images, step_all};
+pub use description::{DEFAULT_GUIDANCE, ModelDescription};
 pub use schedule::{NoiseSchedule, ScheduleKind, Spacing};
 pub use solver::SamplerKind;
 pub use trajectory::{
     NoiseKey, SamplingParams, SamplingPlan, Trajectory, check_sampling_size, image_classes,
+    request_trajectories,
 };

@@ -7,7 +7,7 @@
 //!
 //! Everything is computed in f64: the products of ~1000 factors lose precision in f32.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ParseError, Result};
 
 /// Which β schedule the model was trained with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -20,15 +20,13 @@ pub enum ScheduleKind {
 }
 
 impl std::str::FromStr for ScheduleKind {
-    type Err = String;
+    type Err = ParseError;
 
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, ParseError> {
         match s {
             "linear" => Ok(ScheduleKind::Linear),
             "cosine" => Ok(ScheduleKind::Cosine),
-            other => Err(format!(
-                "unknown schedule `{other}` (expected linear or cosine)"
-            )),
+            other => Err(ParseError::new("schedule", other, "linear or cosine")),
         }
     }
 }
@@ -47,15 +45,17 @@ pub enum Spacing {
 }
 
 impl std::str::FromStr for Spacing {
-    type Err = String;
+    type Err = ParseError;
 
-    fn from_str(s: &str) -> std::result::Result<Self, String> {
+    fn from_str(s: &str) -> std::result::Result<Self, ParseError> {
         match s {
             "trailing" => Ok(Spacing::Trailing),
             "leading" => Ok(Spacing::Leading),
             "linspace" => Ok(Spacing::Linspace),
-            other => Err(format!(
-                "unknown spacing `{other}` (expected trailing, leading or linspace)"
+            other => Err(ParseError::new(
+                "spacing",
+                other,
+                "trailing, leading or linspace",
             )),
         }
     }

@@ -18,6 +18,7 @@
 //! each formula ("lower order final" for the multistep solver). Coefficients are f64.
 
 use super::schedule::NoiseSchedule;
+use crate::error::{Error, ParseError, Result};
 
 /// Which sampler advances a trajectory.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
@@ -43,19 +44,36 @@ impl SamplerKind {
             SamplerKind::DpmPp2m => "dpmpp2m",
         }
     }
+
+    /// The complete sampler a command line or a request asks for: `name` as
+    /// [`FromStr`](std::str::FromStr) reads it, with DDIM's stochasticity `eta` (absent: 0,
+    /// deterministic). `eta` given to any other sampler is an error, not silently dropped.
+    pub fn parse(name: &str, eta: Option<f64>) -> Result<Self> {
+        name.parse::<SamplerKind>()?.with_eta(eta)
+    }
+
+    /// This sampler with DDIM's stochasticity `eta` when given (`None`: unchanged); `eta`
+    /// given to any other sampler is an error.
+    pub fn with_eta(self, eta: Option<f64>) -> Result<Self> {
+        match (self, eta) {
+            (SamplerKind::Ddim { .. }, Some(eta)) => Ok(SamplerKind::Ddim { eta }),
+            (_, Some(_)) => Err(Error::input("eta", "applies to the ddim sampler only")),
+            (kind, None) => Ok(kind),
+        }
+    }
 }
 
 impl std::str::FromStr for SamplerKind {
-    type Err = String;
+    type Err = ParseError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    /// `ddim` (η = 0: deterministic), `ddpm` (ancestral, stochastic) or `dpmpp2m`
+    /// (deterministic), case-insensitive.
+    fn from_str(s: &str) -> std::result::Result<Self, ParseError> {
         match s.to_ascii_lowercase().as_str() {
             "ddim" => Ok(SamplerKind::Ddim { eta: 0.0 }),
             "ddpm" => Ok(SamplerKind::Ddpm),
             "dpmpp2m" | "dpm++2m" | "dpmpp_2m" | "dpm-solver++" => Ok(SamplerKind::DpmPp2m),
-            other => Err(format!(
-                "unknown sampler `{other}` (expected ddim, ddpm or dpmpp2m)"
-            )),
+            other => Err(ParseError::new("sampler", other, "ddim, ddpm or dpmpp2m")),
         }
     }
 }

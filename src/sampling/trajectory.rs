@@ -13,7 +13,12 @@ use crate::tensor::Tensor;
 use std::sync::Arc;
 
 /// How to sample: the sampler, its step count, guidance and schedule.
+///
+/// Start from [`SamplingParams::default`] (valid for every model) or from a model's own
+/// defaults ([`crate::sampling::ModelDescription::default_sampling`]), and change fields with
+/// the `with_*` methods.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct SamplingParams {
     /// The sampler.
     pub sampler: SamplerKind,
@@ -31,16 +36,57 @@ pub struct SamplingParams {
 }
 
 impl Default for SamplingParams {
-    /// 20 DDIM steps with guidance 4: good digits from the demo model.
+    /// 20 deterministic DDIM steps without guidance, on the linear schedule, trailing
+    /// spacing, x̂₀ clipped: valid for every model, conditional or not. A model's own
+    /// defaults (its schedule, guidance for class-conditional models) are
+    /// [`crate::sampling::ModelDescription::default_sampling`].
     fn default() -> Self {
         SamplingParams {
             sampler: SamplerKind::Ddim { eta: 0.0 },
             steps: 20,
-            guidance: 4.0,
+            guidance: 1.0,
             schedule: ScheduleKind::Linear,
             spacing: Spacing::Trailing,
             clip_x0: true,
         }
+    }
+}
+
+impl SamplingParams {
+    /// With `sampler`.
+    pub fn with_sampler(mut self, sampler: SamplerKind) -> Self {
+        self.sampler = sampler;
+        self
+    }
+
+    /// With `steps` inference steps (1 ≤ steps ≤ the model's num_steps).
+    pub fn with_steps(mut self, steps: usize) -> Self {
+        self.steps = steps;
+        self
+    }
+
+    /// With classifier-free guidance scale `guidance` (1: none).
+    pub fn with_guidance(mut self, guidance: f32) -> Self {
+        self.guidance = guidance;
+        self
+    }
+
+    /// With the training noise schedule `schedule`.
+    pub fn with_schedule(mut self, schedule: ScheduleKind) -> Self {
+        self.schedule = schedule;
+        self
+    }
+
+    /// With timestep spacing `spacing`.
+    pub fn with_spacing(mut self, spacing: Spacing) -> Self {
+        self.spacing = spacing;
+        self
+    }
+
+    /// Whether each step's x̂₀ is clamped to [−1, 1] (pixel-space models: yes).
+    pub fn with_clip_x0(mut self, clip_x0: bool) -> Self {
+        self.clip_x0 = clip_x0;
+        self
     }
 }
 
@@ -118,6 +164,28 @@ impl SamplingPlan {
     pub fn params(&self) -> &SamplingParams {
         &self.params
     }
+}
+
+/// One trajectory per entry of `classes` (`None`: unconditional), at pure noise, image `i`
+/// seeded by (`seed`, `i`): the images of one request, whatever else runs beside them.
+pub fn request_trajectories(
+    config: &Config,
+    plan: &Arc<SamplingPlan>,
+    classes: &[Option<usize>],
+    seed: u64,
+    grid: Grid,
+) -> Result<Vec<Trajectory>> {
+    classes
+        .iter()
+        .enumerate()
+        .map(|(i, &class)| {
+            let key = NoiseKey {
+                seed,
+                image: i as u32,
+            };
+            Trajectory::new(config, plan.clone(), class, key, grid)
+        })
+        .collect()
 }
 
 /// Where a trajectory's noise comes from: its request's seed and its index in the request.

@@ -11,9 +11,8 @@ use crate::engine::{
     EngineError, GenerateRequest, Generated, Generation, GenerationEvent, Outcome, Progress,
 };
 use crate::image::{default_columns, default_scale, png_grid_bytes};
-use crate::model::Config;
-use crate::model::Grid;
-use crate::sampling::{SamplerKind, SamplingParams, ScheduleKind};
+use crate::sampling::ModelDescription;
+use crate::sampling::SamplerKind;
 use crate::tensor_file::serialize_tensors;
 use axum::Extension;
 use axum::body::Body;
@@ -33,7 +32,8 @@ use std::time::Duration;
 /// Largest error body read back to be re-sent as an `error` event (ours are far smaller).
 const MAX_ERROR_BODY: usize = 64 * 1024;
 
-/// The request body. Every field is optional; defaults match `linear-dit sample`.
+/// The request body. Every field is optional; defaults are the model's
+/// ([`ModelDescription::default_sampling`]), as for `linear-dit sample`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenerateBody {
@@ -45,7 +45,8 @@ pub struct GenerateBody {
     pub sampler: Option<String>,
     /// DDIM η [0].
     pub eta: Option<f64>,
-    /// Classifier-free guidance [4 for class-conditional models, else 1].
+    /// Classifier-free guidance [[`crate::sampling::DEFAULT_GUIDANCE`] for class-conditional
+    /// models, else 1].
     pub guidance_scale: Option<f32>,
     /// Noise seed [0].
     pub seed: Option<u64>,
@@ -67,39 +68,26 @@ struct Decoded {
     stream: bool,
 }
 
-/// Decodes a `/v1/generate` body into an engine request for a model of `config`, whose
-/// images are of `grid` and whose training schedule is `schedule`. Used by the handler and
-/// by the fuzz target; every malformed body is an `Err` with the message for a 400.
+/// Decodes a `/v1/generate` body into an engine request for the model `description`
+/// describes; the request leaves the grid to the engine (the model's). Used by the handler
+/// and by the fuzz target; every malformed body is an `Err` with the message for a 400.
 pub fn decode_generate_request(
     body: &[u8],
-    config: &Config,
-    schedule: ScheduleKind,
-    grid: Grid,
+    description: &ModelDescription,
 ) -> Result<(GenerateRequest, ResponseFormat), String> {
-    decode(body, config, schedule, grid).map(|d| (d.request, d.format))
+    decode(body, description).map(|d| (d.request, d.format))
 }
 
 /// [`decode_generate_request`], with the `stream` choice.
-fn decode(
-    body: &[u8],
-    config: &Config,
-    schedule: ScheduleKind,
-    grid: Grid,
-) -> Result<Decoded, String> {
+fn decode(body: &[u8], description: &ModelDescription) -> Result<Decoded, String> {
     let body: GenerateBody =
         serde_json::from_slice(body).map_err(|e| format!("malformed JSON body: {e}"))?;
-    let sampler = match body
-        .sampler
-        .as_deref()
-        .unwrap_or("ddim")
-        .parse::<SamplerKind>()?
-    {
-        SamplerKind::Ddim { .. } => SamplerKind::Ddim {
-            eta: body.eta.unwrap_or(0.0),
-        },
-        _ if body.eta.is_some() => return Err("eta applies to the ddim sampler only".into()),
-        other => other,
-    };
+    let defaults = description.default_sampling();
+    let sampler = match &body.sampler {
+        Some(name) => SamplerKind::parse(name, body.eta),
+        None => defaults.sampler.with_eta(body.eta),
+    }
+    .map_err(|e| e.to_string())?;
     let format = match body.format.as_deref().unwrap_or("png") {
         "png" => ResponseFormat::Png,
         "safetensors" => ResponseFormat::Safetensors,
@@ -113,25 +101,17 @@ fn decode(
         None => None,
         Some(k) => Some(usize::try_from(k).map_err(|_| format!("class_label {k} is negative"))?),
     };
-    let params = SamplingParams {
-        sampler,
-        steps: body.num_steps.unwrap_or(20),
-        guidance: body
-            .guidance_scale
-            .unwrap_or(if config.num_classes.is_some() {
-                4.0
-            } else {
-                1.0
-            }),
-        schedule,
-        ..SamplingParams::default()
-    };
+    let (steps, guidance) = (defaults.steps, defaults.guidance);
+    let params = defaults
+        .with_sampler(sampler)
+        .with_steps(body.num_steps.unwrap_or(steps))
+        .with_guidance(body.guidance_scale.unwrap_or(guidance));
     let request = GenerateRequest {
         class_label,
         num_images: body.num_images.unwrap_or(1),
         params,
         seed: body.seed.unwrap_or(0),
-        grid,
+        grid: None,
         deadline: body.deadline_ms.map(Duration::from_millis),
     };
     Ok(Decoded {
@@ -160,8 +140,14 @@ struct Encoding {
 }
 
 impl Encoding {
-    fn new(format: ResponseFormat, config: &Config, request: &GenerateRequest) -> Self {
-        let cycled = config.num_classes.filter(|_| request.class_label.is_none());
+    fn new(
+        format: ResponseFormat,
+        description: &ModelDescription,
+        request: &GenerateRequest,
+    ) -> Self {
+        let cycled = description
+            .num_classes()
+            .filter(|_| request.class_label.is_none());
         Encoding {
             format,
             columns: default_columns(request.num_images, cycled),
@@ -204,13 +190,13 @@ pub async fn generate(
             state.engine.metrics().record(Outcome::Invalid);
             ApiError::new(status, message)
         })?;
-    let config = state.engine.model_config();
+    let description = state.engine.description();
     let Decoded {
         request,
         format,
         stream,
-    } = decode(&body, config, state.schedule, state.grid).map_err(invalid)?;
-    let encoding = Encoding::new(format, config, &request);
+    } = decode(&body, description).map_err(invalid)?;
+    let encoding = Encoding::new(format, description, &request);
     if stream {
         // Refusals (invalid, too large, queue full) are plain JSON answers, before any event.
         let generation = state.engine.generate_with_progress(request)?;

@@ -23,8 +23,6 @@ pub use oip_tensors::InferInputs;
 pub use tracking::{REQUEST_ID, RequestId};
 
 use crate::engine::{EngineHandle, WorkerState};
-use crate::model::Grid;
-use crate::sampling::ScheduleKind;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -35,8 +33,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 
 /// The HTTP layer's limits. The engine's own limits (batch, tokens, queue, images, steps,
-/// deadlines) are in [`crate::engine::EngineConfig`].
+/// deadlines) are in [`crate::engine::EngineConfig`]. Start from [`HttpLimits::default`] and
+/// change limits with the `with_*` methods.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct HttpLimits {
     /// Largest request body, in bytes (413 above). The default, 32 MiB, holds an Open
     /// Inference Protocol JSON `x` of the default `max_tokens_per_forward` (65,536 tokens)
@@ -67,6 +67,36 @@ impl Default for HttpLimits {
 }
 
 impl HttpLimits {
+    /// With request bodies of at most `bytes` bytes.
+    pub fn with_max_body_bytes(mut self, bytes: usize) -> Self {
+        self.max_body_bytes = bytes;
+        self
+    }
+
+    /// With `timeout` for a request's header (and the keep-alive idle limit).
+    pub fn with_header_timeout(mut self, timeout: Duration) -> Self {
+        self.header_timeout = timeout;
+        self
+    }
+
+    /// With `timeout` for a request's body once the handler reads it.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// With at most `connections` open connections.
+    pub fn with_max_connections(mut self, connections: usize) -> Self {
+        self.max_connections = connections;
+        self
+    }
+
+    /// With `timeout` to drain accepted requests on shutdown.
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
     /// Checks the limits: every size and time at least 1.
     pub fn validate(&self) -> Result<(), String> {
         if self.max_body_bytes == 0 || self.max_connections == 0 {
@@ -82,17 +112,22 @@ impl HttpLimits {
     }
 }
 
-/// What every handler can reach.
+/// What every handler can reach. What a generate request defaults to (grid, schedule,
+/// guidance) is the engine's model description ([`EngineHandle::description`]).
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct AppState {
     /// The engine.
     pub engine: EngineHandle,
-    /// Token grid of generated images.
-    pub grid: Grid,
-    /// The model's training noise schedule.
-    pub schedule: ScheduleKind,
     /// The HTTP limits.
     pub limits: HttpLimits,
+}
+
+impl AppState {
+    /// The state of a server around `engine` under `limits`.
+    pub fn new(engine: EngineHandle, limits: HttpLimits) -> Self {
+        AppState { engine, limits }
+    }
 }
 
 /// The routes, with request tracking (request id, metrics, structured errors) on every

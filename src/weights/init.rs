@@ -22,13 +22,17 @@ pub enum InitKind {
 }
 
 impl std::str::FromStr for InitKind {
-    type Err = String;
+    type Err = crate::error::ParseError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "dit" => Ok(InitKind::Dit),
             "random" => Ok(InitKind::Random),
-            other => Err(format!("unknown init `{other}` (expected dit or random)")),
+            other => Err(crate::error::ParseError::new(
+                "init",
+                other,
+                "dit or random",
+            )),
         }
     }
 }

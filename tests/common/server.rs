@@ -3,7 +3,7 @@
 //! over the wire.
 
 use linear_dit::engine::{Engine, EngineConfig, EngineHandle};
-use linear_dit::sampling::ScheduleKind;
+use linear_dit::sampling::ModelDescription;
 use linear_dit::server::{AppState, HttpLimits, serve_with_grpc};
 use linear_dit::{Grid, Model};
 use std::net::SocketAddr;
@@ -34,7 +34,8 @@ impl TestServer {
         limits: HttpLimits,
         grpc: bool,
     ) -> TestServer {
-        let engine = Engine::start(model, engine).unwrap();
+        let description = ModelDescription::of(model.config()).with_grid(Grid::new(4, 4));
+        let engine = Engine::start_with_description(model, description, engine).unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let grpc_listener = match grpc {
@@ -43,12 +44,7 @@ impl TestServer {
         };
         let grpc = grpc_listener.as_ref().map(|l| l.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState {
-            engine: engine.clone(),
-            grid: Grid::new(4, 4),
-            schedule: ScheduleKind::Linear,
-            limits,
-        };
+        let state = AppState::new(engine.clone(), limits);
         let task = tokio::spawn(serve_with_grpc(
             listener,
             grpc_listener,
