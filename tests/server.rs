@@ -170,7 +170,9 @@ async fn a_client_that_disconnects_frees_its_slot() {
         body.len()
     );
     stream.write_all(request.as_bytes()).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    // Disconnect only once the request runs (on a loaded machine that can take a while).
+    let metrics = server.engine.metrics();
+    wait_for(|| metrics.active() == 1, "the 1000-step request to start").await;
     drop(stream);
     // The slot (all of max_batch) must come free for the next request.
     let (status, _, _) = http(
@@ -183,6 +185,17 @@ async fn a_client_that_disconnects_frees_its_slot() {
     assert_eq!(status, 200);
     assert_eq!(server.engine.metrics().count(Outcome::Cancelled), 1);
     server.shutdown().await;
+}
+
+/// Polls `condition` every 10 ms for up to 30 s.
+async fn wait_for(condition: impl Fn() -> bool, what: &str) {
+    for _ in 0..3000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("timed out waiting for {what}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
