@@ -6,6 +6,7 @@ use linear_dit::{Config, ConfigOverrides, Grid, InitKind, Tensor, Weights};
 use std::path::PathBuf;
 
 pub mod digits;
+#[cfg(feature = "server")]
 pub mod server;
 
 /// `tests/fixtures/<file>`.
