@@ -11,6 +11,7 @@
 //! - Cargo reruns this script only when a kernel or one of these variables changes.
 //! - It also compiles `proto/` (the Open Inference Protocol's gRPC service) to Rust with
 //!   protox, a protobuf compiler written in Rust, so no `protoc` binary is needed.
+//! - The kernel part runs only with the `cuda` feature, the proto part only with `server`.
 
 use std::env;
 use std::fs;
@@ -44,7 +45,13 @@ fn main() {
     let manifest =
         PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    #[cfg(feature = "server")]
     compile_proto(&manifest, &out);
+    // The kernels belong to the CUDA backend: a build without it neither embeds nor compiles
+    // them.
+    if env::var_os("CARGO_FEATURE_CUDA").is_none() {
+        return;
+    }
     let kernels = manifest.join("kernels");
     let sources = kernel_sources(&kernels);
 
@@ -199,7 +206,9 @@ fn find_nvcc(manifest: &Path) -> Option<PathBuf> {
 }
 
 /// Generates the gRPC messages, server and (transport-free) client of
-/// `proto/grpc_predict_v2.proto` into `$OUT_DIR/inference.rs`.
+/// `proto/grpc_predict_v2.proto` into `$OUT_DIR/inference.rs` (the `server` feature's, so
+/// protox and tonic-prost-build are optional build-dependencies).
+#[cfg(feature = "server")]
 fn compile_proto(manifest: &Path, out: &Path) {
     println!("cargo:rerun-if-changed=proto");
     let dir = manifest.join("proto");

@@ -2,7 +2,8 @@
 # The test command (README, .ci/run). On a clean machine with no GPU it installs what the
 # tests need — the pinned CUDA toolkit from PyPI into .cuda/ (so build.rs compiles the
 # kernels with nvcc and a test compiles them with NVRTC) — then runs every test. GPU tests
-# skip with a printed reason when there is no device.
+# skip with a printed reason when there is no device. scripts/lean-check.sh then builds and
+# tests the library without its default features.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! scripts/install-cuda-toolkit.sh; then
@@ -13,5 +14,6 @@ if [[ -d .cuda/lib ]]; then
 fi
 scripts/kernel-check.sh
 cargo test --all-targets "$@"
+scripts/lean-check.sh
 scripts/oip-clients-test.sh
 cargo test --doc

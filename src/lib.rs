@@ -9,7 +9,28 @@
 //! - [`config`]: hyper-parameters, validation, parameter and FLOP counts;
 //! - [`weights`]: safetensors loading (memory-mapped; canonical and Axon names), init, save;
 //! - [`model`]: the validated forward, inputs, fixed embeddings, patchify;
-//! - [`backends`]: where the forward runs ([`backends::cpu`] is the reference).
+//! - [`backends`]: where the forward runs ([`backends::cpu`] is the reference);
+//! - `engine` and `server` (with their features): step-level continuous batching, and the
+//!   HTTP/gRPC server on top of it.
+//!
+//! ## Features
+//!
+//! | feature  | what it adds | what it pulls in |
+//! |----------|--------------|------------------|
+//! | `cuda`   | `backends::cuda`, `Device::Cuda` and the GPU choice of `Device::Auto` | cudarc, libloading; nvcc compiles `kernels/` at build time when a toolkit is found |
+//! | `engine` | `engine`: the serving engine | tokio |
+//! | `server` | `server`: HTTP and gRPC (Open Inference Protocol); implies `engine` | axum, hyper, hyper-util, tonic, prost, base64; protox compiles `proto/` at build time |
+//! | `cli`    | the `linear-dit` binary; implies `server` | clap, indicatif, anyhow, tracing-subscriber |
+//!
+//! All four are on by default. A service that only needs the CPU forward links the lean
+//! library, with none of them:
+//!
+//! ```toml
+//! linear-dit = { version = "0.1", default-features = false }
+//! ```
+//!
+//! Without `cuda`, [`Device::Cuda`] answers [`Error::BackendUnavailable`] ("built without the
+//! cuda feature") and [`Device::Auto`] runs on the CPU.
 //!
 //! ```
 //! use linear_dit::{Config, Device, Input, InitKind, Model, Tensor, Weights};
@@ -23,6 +44,7 @@
 
 pub mod backends;
 pub mod dtype;
+#[cfg(feature = "engine")]
 pub mod engine;
 pub mod error;
 pub mod image;
@@ -31,6 +53,7 @@ pub mod model;
 pub mod rng;
 pub mod runtime;
 pub mod sampling;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod tensor;
 pub mod tensor_file;

@@ -128,7 +128,7 @@ impl SharedF32 {
 
     /// Whether the values are read straight from a mapped file (no copy was made).
     pub fn is_zero_copy(&self) -> bool {
-        matches!(self.0, Storage::Mapped(Bytes::Mapped { .. }))
+        matches!(&self.0, Storage::Mapped(bytes) if bytes.is_mapped())
     }
 }
 

@@ -42,9 +42,14 @@ impl DType {
     }
 }
 
-/// Where a tensor's bytes live: inside a shared memory map, or owned.
+/// A tensor's bytes: a range of a shared memory map, or owned. Where they live is private
+/// (the map is memmap2's type, not this crate's API); [`Bytes::is_mapped`] tells which.
 #[derive(Clone)]
-pub enum Bytes {
+pub struct Bytes(Location);
+
+/// Where [`Bytes`] live.
+#[derive(Clone)]
+enum Location {
     /// A byte range of a mapped file.
     Mapped {
         /// The mapped file.
@@ -59,18 +64,23 @@ pub enum Bytes {
 impl Bytes {
     /// The raw little-endian bytes.
     pub fn as_slice(&self) -> &[u8] {
-        match self {
-            Bytes::Mapped { map, range } => &map[range.clone()],
-            Bytes::Owned(bytes) => bytes,
+        match &self.0 {
+            Location::Mapped { map, range } => &map[range.clone()],
+            Location::Owned(bytes) => bytes,
         }
+    }
+
+    /// Whether the bytes are read straight from a mapped file (no copy was made).
+    pub fn is_mapped(&self) -> bool {
+        matches!(self.0, Location::Mapped { .. })
     }
 }
 
 impl std::fmt::Debug for Bytes {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Bytes::Mapped { range, .. } => write!(f, "Mapped({range:?})"),
-            Bytes::Owned(b) => write!(f, "Owned({} bytes)", b.len()),
+        match &self.0 {
+            Location::Mapped { range, .. } => write!(f, "Mapped({range:?})"),
+            Location::Owned(b) => write!(f, "Owned({} bytes)", b.len()),
         }
     }
 }
@@ -92,7 +102,7 @@ impl RawTensor {
         RawTensor {
             dtype,
             shape,
-            bytes: Bytes::Owned(bytes.into()),
+            bytes: Bytes(Location::Owned(bytes.into())),
         }
     }
 
@@ -278,10 +288,10 @@ impl TensorFile {
         Ok(RawTensor {
             dtype,
             shape: info.shape.clone(),
-            bytes: Bytes::Mapped {
+            bytes: Bytes(Location::Mapped {
                 map: Arc::clone(&self.map),
                 range: self.data_start + start..self.data_start + end,
-            },
+            }),
         })
     }
 }

@@ -2,6 +2,7 @@
 //! reference the others are checked against.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
 pub mod cuda;
 
 use crate::error::{Error, Result};
@@ -43,7 +44,8 @@ pub enum Device {
     Auto,
     /// The CPU backend.
     Cpu,
-    /// The CUDA backend; an error when no usable GPU is present.
+    /// The CUDA backend; an error when no usable GPU is present, or when the crate was built
+    /// without the `cuda` feature.
     Cuda,
 }
 
@@ -112,11 +114,11 @@ impl std::str::FromStr for Precision {
 pub fn create(weights: &Weights, device: Device, precision: Precision) -> Result<Box<dyn Backend>> {
     match device {
         Device::Cpu => cpu_backend(weights, precision, false),
-        Device::Cuda => Ok(Box::new(cuda::CudaBackend::new(weights, precision)?)),
-        Device::Auto => match cuda::CudaBackend::new(weights, precision) {
+        Device::Cuda => cuda_backend(weights, precision),
+        Device::Auto => match cuda_backend(weights, precision) {
             Ok(backend) => {
                 tracing::info!(device = %backend.describe(), "using the CUDA backend");
-                Ok(Box::new(backend))
+                Ok(backend)
             }
             Err(reason) if falls_back_to_cpu(&reason) => {
                 tracing::info!(%reason, "no usable GPU; using the CPU backend");
@@ -124,6 +126,27 @@ pub fn create(weights: &Weights, device: Device, precision: Precision) -> Result
             }
             Err(error) => Err(error),
         },
+    }
+}
+
+/// The CUDA backend.
+#[cfg(feature = "cuda")]
+fn cuda_backend(weights: &Weights, precision: Precision) -> Result<Box<dyn Backend>> {
+    Ok(Box::new(cuda::CudaBackend::new(weights, precision)?))
+}
+
+/// The CUDA backend, which this build does not have: unavailable, so `auto` uses the CPU.
+#[cfg(not(feature = "cuda"))]
+fn cuda_backend(_weights: &Weights, _precision: Precision) -> Result<Box<dyn Backend>> {
+    Err(cuda_not_built())
+}
+
+/// Why the CUDA backend cannot run in a build without the `cuda` feature.
+#[cfg(not(feature = "cuda"))]
+pub fn cuda_not_built() -> Error {
+    Error::BackendUnavailable {
+        backend: "cuda",
+        reason: "built without the cuda feature".into(),
     }
 }
 
@@ -186,6 +209,33 @@ mod tests {
             },
         ] {
             assert!(!falls_back_to_cpu(&error), "{error}");
+        }
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    #[test]
+    fn without_the_cuda_feature_cuda_is_unavailable_and_auto_runs_on_the_cpu() {
+        use crate::model::Config;
+        use crate::weights::InitKind;
+        let config = Config {
+            hidden_size: 32,
+            num_layers: 1,
+            num_heads: 2,
+            ..Config::new(4)
+        };
+        let weights = Weights::init(&config, InitKind::Random, 7).expect("a valid tiny config");
+        match create(&weights, Device::Cuda, Precision::Auto) {
+            Err(Error::BackendUnavailable { backend, reason }) => {
+                assert_eq!(backend, "cuda");
+                assert_eq!(reason, "built without the cuda feature");
+            }
+            Err(error) => panic!("expected BackendUnavailable, got {error}"),
+            Ok(backend) => panic!("expected no CUDA backend, got {}", backend.describe()),
+        }
+        assert!(falls_back_to_cpu(&cuda_not_built()));
+        for precision in [Precision::Auto, Precision::Bf16] {
+            let backend = create(&weights, Device::Auto, precision).expect("the CPU fallback");
+            assert_eq!(backend.name(), "cpu");
         }
     }
 }

@@ -2,17 +2,16 @@
 //! achieved GFLOP/s; `--json` ends with one JSON object for side-by-side comparisons with
 //! `python/peer_bench.py`.
 
+use super::bench_profile::Profiler;
 use super::config_flags::ConfigFlags;
 use super::device_flags::DeviceFlags;
 use super::progress;
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
-use linear_dit::backends::cuda::CudaBackend;
 use linear_dit::limits::{bytes_of, check_alloc, checked_product};
 use linear_dit::runtime::forward_bytes;
-use linear_dit::{Device, Grid, InitKind, Input, Model, Tensor, Weights};
+use linear_dit::{Grid, InitKind, Input, Tensor, Weights};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Instant;
 
 /// Measure forward throughput for one (batch, tokens) shape.
@@ -68,13 +67,12 @@ pub fn run(args: BenchArgs) -> Result<()> {
         }
     };
     let config = weights.config().clone();
-    let cuda = match (args.profile, args.device.backend) {
-        (true, Device::Cuda) => Some(Arc::new(CudaBackend::new(&weights, args.device.precision)?)),
-        (true, _) => bail!("--profile needs --backend cuda"),
-        (false, _) => None,
+    let profiler = match args.profile {
+        true => Some(Profiler::new(&weights, &args.device)?),
+        false => None,
     };
-    let model = match &cuda {
-        Some(cuda) => Model::from_backend(config.clone(), Box::new(cuda.clone())),
+    let model = match &profiler {
+        Some(profiler) => profiler.model(&config),
         None => args.device.model(&weights)?,
     };
 
@@ -131,10 +129,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         tokens_per_s,
         gflops
     );
-    let profile = match &cuda {
-        Some(cuda) => Some(super::bench_profile::report(
-            cuda, &input, &config, ms_mean,
-        )?),
+    let profile = match &profiler {
+        Some(profiler) => Some(profiler.report(&input, &config, ms_mean)?),
         None => None,
     };
     if args.json {

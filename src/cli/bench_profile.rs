@@ -3,10 +3,38 @@
 //! GEMM peak for the GEMMs, achieved GB/s and % of the copy bandwidth for the memory-bound
 //! kernels — and the graph-replayed forward against the sum of its phases.
 
-use anyhow::Result;
+use super::device_flags::DeviceFlags;
+use anyhow::{Result, bail};
 use linear_dit::backends::cuda::CudaBackend;
-use linear_dit::{Config, Input};
+use linear_dit::{Config, Device, Input, Model, Weights};
 use serde_json::{Value, json};
+use std::sync::Arc;
+
+/// The backend `--profile` times: the CUDA backend, the one with per-phase timers.
+pub struct Profiler(Arc<CudaBackend>);
+
+impl Profiler {
+    /// The CUDA backend over `weights`; `--profile` with any other `--backend` is an error.
+    pub fn new(weights: &Weights, device: &DeviceFlags) -> Result<Self> {
+        match device.backend {
+            Device::Cuda => Ok(Profiler(Arc::new(CudaBackend::new(
+                weights,
+                device.precision,
+            )?))),
+            _ => bail!("--profile needs --backend cuda"),
+        }
+    }
+
+    /// A model that runs on the profiled backend.
+    pub fn model(&self, config: &Config) -> Model {
+        Model::from_backend(config.clone(), Box::new(self.0.clone()))
+    }
+
+    /// Prints the phase table of `input`'s forward and returns it as JSON.
+    pub fn report(&self, input: &Input<'_>, config: &Config, ms_per_forward: f64) -> Result<Value> {
+        report(&self.0, input, config, ms_per_forward)
+    }
+}
 
 /// Bytes moved and FLOPs done by one occurrence of a phase (per forward of `rows` tokens).
 fn work(phase: &str, config: &Config, rows: f64, t: f64) -> (f64, f64) {
@@ -35,7 +63,7 @@ fn work(phase: &str, config: &Config, rows: f64, t: f64) -> (f64, f64) {
 }
 
 /// Prints the phase table and returns it as JSON.
-pub fn report(
+fn report(
     cuda: &CudaBackend,
     input: &Input<'_>,
     config: &Config,

@@ -3,6 +3,7 @@
 
 use anyhow::Result;
 use clap::Args;
+#[cfg(feature = "cuda")]
 use linear_dit::backends::cuda::{
     CudaLibrary, devices, driver_version, kernel_build, unavailable_reason,
 };
@@ -16,6 +17,7 @@ pub struct DoctorArgs {
     json: bool,
 }
 
+#[cfg(feature = "cuda")]
 pub fn run(args: DoctorArgs) -> Result<()> {
     let driver = driver_version();
     let devices = devices();
@@ -95,6 +97,22 @@ pub fn run(args: DoctorArgs) -> Result<()> {
     match blocker {
         None => println!("backend    auto → cuda"),
         Some(reason) => println!("backend    auto → cpu ({reason})"),
+    }
+    Ok(())
+}
+
+/// A build without the `cuda` feature has no CUDA backend to diagnose: `auto` is the CPU.
+#[cfg(not(feature = "cuda"))]
+pub fn run(args: DoctorArgs) -> Result<()> {
+    let reason = linear_dit::backends::cuda_not_built();
+    if args.json {
+        let report = json!({
+            "auto_backend": "cpu",
+            "cuda_unavailable_reason": reason.to_string(),
+        });
+        println!("{report}");
+    } else {
+        println!("backend    auto → cpu ({reason})");
     }
     Ok(())
 }

@@ -1,6 +1,10 @@
 //! The `linear-dit` command line (SPEC, "Command line"): one file per subcommand.
 
 mod bench;
+#[cfg(feature = "cuda")]
+mod bench_profile;
+#[cfg(not(feature = "cuda"))]
+#[path = "bench_profile_unavailable.rs"]
 mod bench_profile;
 mod config_flags;
 mod device_flags;

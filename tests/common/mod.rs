@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 pub mod devices;
 pub mod digits;
+#[cfg(feature = "server")]
 pub mod server;
 
 /// `tests/fixtures/<file>`.
