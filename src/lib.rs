@@ -42,6 +42,8 @@
 //! # Ok::<(), linear_dit::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod backends;
 pub mod dtype;
 #[cfg(feature = "engine")]

@@ -8,7 +8,7 @@ mod common;
 
 use common::pseudo_random;
 use linear_dit::backends::cuda::{CudaBackend, GraphStats, skip_gpu_test, unavailable_reason};
-use linear_dit::{Config, Flavor, InitKind, Input, Model, Precision, Tensor, Weights};
+use linear_dit::{Config, DType, Flavor, InitKind, Input, Model, Precision, Tensor, Weights};
 use std::sync::Arc;
 
 fn gpu_available() -> bool {
@@ -51,10 +51,10 @@ fn graph_replay_equals_eager_launch() {
     }
     let w = weights(Flavor::Dit, 256, 4);
     let config = w.config().clone();
-    let eager_backend = Arc::new(CudaBackend::new(&w, Precision::Bf16).unwrap());
+    let eager_backend = Arc::new(CudaBackend::new(&w, Precision::Fixed(DType::BF16)).unwrap());
     eager_backend.set_graphs(false);
     let eager_model = Model::from_backend(config.clone(), Box::new(eager_backend.clone()));
-    let backend = Arc::new(CudaBackend::new(&w, Precision::Bf16).unwrap());
+    let backend = Arc::new(CudaBackend::new(&w, Precision::Fixed(DType::BF16)).unwrap());
     let model = Model::from_backend(config, Box::new(backend.clone()));
     let (x, t, y) = inputs(4, 256, 16);
     let input = Input::new(&x, &t).with_labels(&y);

@@ -5,6 +5,7 @@ pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::model::{ForwardShape, Input};
 use crate::tensor::Tensor;
@@ -66,29 +67,40 @@ impl std::str::FromStr for Device {
     }
 }
 
-/// Compute precision of a forward.
+/// Compute precision of a forward: the storage type of weights and activations (math
+/// accumulates in fp32 either way).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// The backend's natural choice: f32 on the CPU, bf16 on a GPU.
     #[default]
     Auto,
-    /// fp32 storage and math (on a GPU: plain fp32 GEMMs, no TF32 — a reference).
-    F32,
-    /// bf16 storage, fp32 accumulation.
-    Bf16,
-    /// fp16 storage, fp32 accumulation.
-    F16,
+    /// Exactly this float type (`f32` on a GPU: plain fp32 GEMMs, no TF32 — a reference).
+    Fixed(DType),
 }
 
 impl Precision {
-    /// The command-line spelling.
+    /// The command-line spelling (`auto`, `f32`, `bf16`, `f16`).
     pub fn as_str(self) -> &'static str {
         match self {
             Precision::Auto => "auto",
-            Precision::F32 => "f32",
-            Precision::Bf16 => "bf16",
-            Precision::F16 => "f16",
+            Precision::Fixed(dtype) => dtype.name(),
         }
+    }
+
+    /// The storage type a backend whose natural type is `natural` computes in; an error for
+    /// a type that holds no floats.
+    pub fn storage(self, natural: DType) -> Result<DType> {
+        let dtype = match self {
+            Precision::Auto => natural,
+            Precision::Fixed(dtype) => dtype,
+        };
+        if !dtype.is_float() {
+            return Err(Error::InvalidInput {
+                name: "precision",
+                reason: format!("is {dtype}, which holds no floats (expected f32, bf16 or f16)"),
+            });
+        }
+        Ok(dtype)
     }
 }
 
@@ -98,14 +110,9 @@ impl std::str::FromStr for Precision {
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
         match s {
             "auto" => Ok(Precision::Auto),
-            "f32" | "fp32" => Ok(Precision::F32),
-            "bf16" => Ok(Precision::Bf16),
-            "f16" | "fp16" => Ok(Precision::F16),
-            other => Err(crate::error::ParseError::new(
-                "precision",
-                other,
-                "auto, f32, bf16 or f16",
-            )),
+            other => other.parse().map(Precision::Fixed).map_err(|_| {
+                crate::error::ParseError::new("precision", other, "auto, f32, bf16 or f16")
+            }),
         }
     }
 }
@@ -164,15 +171,15 @@ fn cpu_backend(
     precision: Precision,
     fallback: bool,
 ) -> Result<Box<dyn Backend>> {
-    match precision {
-        Precision::Auto | Precision::F32 => {}
-        Precision::Bf16 | Precision::F16 if fallback => {
+    match precision.storage(DType::F32)? {
+        DType::F32 => {}
+        _ if fallback => {
             tracing::warn!(
                 requested = precision.as_str(),
                 "the CPU backend computes in f32"
             );
         }
-        Precision::Bf16 | Precision::F16 => {
+        _ => {
             return Err(Error::BackendUnavailable {
                 backend: "cpu",
                 reason: format!(
@@ -233,7 +240,7 @@ mod tests {
             Ok(backend) => panic!("expected no CUDA backend, got {}", backend.describe()),
         }
         assert!(falls_back_to_cpu(&cuda_not_built()));
-        for precision in [Precision::Auto, Precision::Bf16] {
+        for precision in [Precision::Auto, Precision::Fixed(DType::BF16)] {
             let backend = create(&weights, Device::Auto, precision).expect("the CPU fallback");
             assert_eq!(backend.name(), "cpu");
         }

@@ -4,7 +4,7 @@
 //! states. Without a GPU the CUDA entries are skipped with the reason printed (and, under
 //! `LINEAR_DIT_REQUIRE_GPU`, the skip is a failure).
 
-use linear_dit::{Config, Device, Error, InitKind, Model, Precision, Weights};
+use linear_dit::{Config, DType, Device, Error, InitKind, Model, Precision, Weights};
 
 /// One backend and precision to run a test on.
 pub struct TestDevice {
@@ -38,15 +38,15 @@ pub fn devices() -> Vec<TestDevice> {
     let mut devices = vec![TestDevice {
         label: "cpu",
         device: Device::Cpu,
-        precision: Precision::F32,
+        precision: Precision::Fixed(DType::F32),
         tolerance: 1e-5,
         batch_tolerance: 0.0,
     }];
     if cuda_usable() {
         for (label, precision, tolerance, batch_tolerance) in [
-            ("cuda f32", Precision::F32, 1e-4, 1e-5),
-            ("cuda f16", Precision::F16, 5e-3, 5e-3),
-            ("cuda bf16", Precision::Bf16, 2e-2, 2e-2),
+            ("cuda f32", Precision::Fixed(DType::F32), 1e-4, 1e-5),
+            ("cuda f16", Precision::Fixed(DType::F16), 5e-3, 5e-3),
+            ("cuda bf16", Precision::Fixed(DType::BF16), 2e-2, 2e-2),
         ] {
             devices.push(TestDevice {
                 label,
@@ -70,7 +70,7 @@ fn cuda_usable() -> bool {
         ..Config::new(4)
     };
     let weights = Weights::init(&config, InitKind::Random, 0).expect("probe weights");
-    match Model::with_precision(&weights, Device::Cuda, Precision::F32) {
+    match Model::with_precision(&weights, Device::Cuda, Precision::Fixed(DType::F32)) {
         Ok(_) => true,
         Err(unavailable @ Error::BackendUnavailable { .. }) => {
             skip_cuda(&unavailable);

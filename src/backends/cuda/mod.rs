@@ -59,11 +59,7 @@ pub struct CudaBackend {
 impl CudaBackend {
     /// Opens device 0 and uploads `weights` in `precision` (`Auto`: bf16).
     pub fn new(weights: &Weights, precision: Precision) -> Result<Self> {
-        let dtype = match precision {
-            Precision::Auto | Precision::Bf16 => DType::BF16,
-            Precision::F16 => DType::F16,
-            Precision::F32 => DType::F32,
-        };
+        let dtype = precision.storage(DType::BF16)?;
         let config = weights.config().clone();
         if config.head_dim() > ops::MAX_HEAD_DIM {
             return Err(unavailable(format!(
