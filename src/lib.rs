@@ -59,6 +59,8 @@ pub mod sampling;
 pub mod server;
 pub mod tensor;
 pub mod tensor_file;
+#[cfg(test)]
+mod test_support;
 pub mod weights;
 
 pub use backends::cpu::Block;

@@ -3,26 +3,7 @@
 //! ≤ 1e-5 for every N from 1 to 300 (crossing the streaming chunk size), several head sizes.
 
 use super::attention::{AttentionShape, linear_attention};
-use crate::rng::NormalStream;
-
-/// A deterministic pseudo-random vector in [-scale, scale].
-fn pseudo_random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let stream = NormalStream::new(seed, 0);
-    (0..n as u64)
-        .map(|i| (stream.uniform_at(i) as f32 * 2.0 - 1.0) * scale)
-        .collect()
-}
-
-/// ‖a − b‖ / ‖b‖ (Frobenius), in f64.
-fn rel_error(a: &[f32], b: &[f32]) -> f64 {
-    let diff: f64 = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
-        .sum();
-    let norm: f64 = b.iter().map(|&y| (y as f64).powi(2)).sum();
-    (diff / norm.max(f64::MIN_POSITIVE)).sqrt()
-}
+use crate::test_support::{pseudo_random, rel_error};
 
 fn phi(z: f64) -> f64 {
     if z > 0.0 { z + 1.0 } else { z.exp() }

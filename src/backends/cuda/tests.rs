@@ -31,6 +31,7 @@ use crate::model::embedding::timestep_features;
 use crate::model::{Config, Flavor, Gelu};
 use crate::rng::NormalStream;
 use crate::tensor::SharedF32;
+use crate::test_support::rel_error;
 use cudarc::driver::{CudaContext, CudaStream};
 use std::sync::Arc;
 
@@ -142,17 +143,6 @@ fn random(n: usize, seed: u64, scale: f32) -> Vec<f32> {
     stream.fill(0, &mut v);
     v.iter_mut().for_each(|x| *x *= scale);
     v
-}
-
-fn rel_error(got: &[f32], expected: &[f32]) -> f64 {
-    assert_eq!(got.len(), expected.len());
-    let diff: f64 = got
-        .iter()
-        .zip(expected)
-        .map(|(&a, &b)| (a as f64 - b as f64).powi(2))
-        .sum();
-    let norm: f64 = expected.iter().map(|&b| (b as f64).powi(2)).sum();
-    (diff / norm.max(1e-30)).sqrt()
 }
 
 fn check(what: &str, dtype: DType, got: &[f32], expected: &[f32]) {
