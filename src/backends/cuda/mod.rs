@@ -7,9 +7,11 @@
 //! buffers on a copy stream, ordered by events. The backend is `Send + Sync`: a mutex
 //! serialises forwards on the device (the serving engine runs one worker per device anyway).
 
+mod attention_variant;
 pub mod blas;
 pub mod device;
 mod forward;
+mod kernel_constants;
 pub mod module;
 mod ops;
 mod plan;
