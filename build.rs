@@ -1,24 +1,31 @@
 //! Build script: compiles the CUDA kernels when a toolkit is present, embeds their sources
 //! for run-time NVRTC compilation either way, and records the git commit.
 //!
+//! - The kernels are translation units: every `.cu` under `kernels/` (not `kernels/emu/`),
+//!   each compiled on its own, so each kernel gets its own register allocation. Their headers
+//!   (`common.cuh`, `linear_attention/*.cuh`) are included, never compiled alone.
 //! - nvcc is searched in `$NVCC`, `$CUDA_HOME/bin`, `$CUDA_PATH/bin`, the repository's
 //!   `.cuda/bin` (scripts/install-cuda-toolkit.sh), then `PATH`.
-//! - With nvcc, every `kernels/*.cu` goes into one fatbin (cubins for sm_80, sm_86, sm_89,
-//!   sm_90a and compute_80 PTX), warnings as errors, embedded in the binary (cfg
-//!   `kernels_fatbin`). A kernel that does not compile fails the build: CI catches it.
-//! - Without nvcc the build still succeeds: the runtime compiles the embedded sources with
-//!   NVRTC for the device it finds.
+//! - With nvcc, every unit becomes its own fatbin (cubins for sm_80, sm_86, sm_89, sm_90a and
+//!   compute_80 PTX), warnings as errors, the units compiled in parallel, all embedded in the
+//!   binary. A kernel that does not compile fails the build: CI catches it.
+//! - Either way every unit's source, its headers inlined, is embedded for NVRTC: without nvcc
+//!   the build still succeeds, and the runtime compiles the sources for the device it finds.
+//! - `$OUT_DIR/kernel_units.rs` lists the units (name, NVRTC source, fatbin) for
+//!   `src/backends/cuda/module.rs`.
 //! - Cargo reruns this script only when a kernel or one of these variables changes.
 //! - It also compiles `proto/` (the Open Inference Protocol's gRPC service) to Rust with
 //!   protox, a protobuf compiler written in Rust, so no `protoc` binary is needed.
 //! - The kernel part runs only with the `cuda` feature, the proto part only with `server`.
 
+use std::collections::HashSet;
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// `-gencode` targets of the fatbin, and their names as `doctor` reports them.
+/// `-gencode` targets of the fatbins, and their names as `doctor` reports them.
 const GENCODE: [(&str, &str); 5] = [
     ("arch=compute_80,code=sm_80", "sm_80"),
     ("arch=compute_86,code=sm_86", "sm_86"),
@@ -27,8 +34,44 @@ const GENCODE: [(&str, &str); 5] = [
     ("arch=compute_80,code=compute_80", "compute_80"),
 ];
 
+/// nvcc's options for every unit, before the `-gencode`s.
+const NVCC_FLAGS: [&str; 5] = ["-fatbin", "-O3", "-std=c++17", "-Werror", "all-warnings"];
+
 fn main() {
-    println!("cargo::rustc-check-cfg=cfg(kernels_fatbin)");
+    record_commit();
+    let manifest =
+        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
+    #[cfg(feature = "server")]
+    compile_proto(&manifest, &out);
+    // The kernels belong to the CUDA backend: a build without it neither embeds nor compiles
+    // them.
+    if env::var_os("CARGO_FEATURE_CUDA").is_some() {
+        build_kernels(&manifest, &out);
+    }
+}
+
+/// One kernel translation unit.
+struct Unit {
+    /// Its path under `kernels/` without `.cu`, e.g. `linear_attention/instances/apply_bf16_d64`.
+    name: String,
+    /// The `.cu` file.
+    path: PathBuf,
+    /// The file with its headers inlined: what NVRTC compiles (and what the stamp hashes).
+    source: String,
+}
+
+impl Unit {
+    /// The unit's name as a file name (`/` → `__`).
+    fn file_stem(&self) -> String {
+        self.name.replace('/', "__")
+    }
+}
+
+/// The kernels: every unit's NVRTC source into `$OUT_DIR/nvrtc/`, with nvcc (unless
+/// `LINEAR_DIT_SKIP_NVCC` is set) every unit's fatbin into `$OUT_DIR/fatbin/`, and the table
+/// of both, `$OUT_DIR/kernel_units.rs`.
+fn build_kernels(manifest: &Path, out: &Path) {
     println!("cargo:rerun-if-changed=kernels");
     for var in [
         "NVCC",
@@ -40,36 +83,15 @@ fn main() {
         println!("cargo:rerun-if-env-changed={var}");
     }
     println!("cargo:rerun-if-changed=.cuda/bin/nvcc");
-    record_commit();
 
-    let manifest =
-        PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let out = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
-    #[cfg(feature = "server")]
-    compile_proto(&manifest, &out);
-    // The kernels belong to the CUDA backend: a build without it neither embeds nor compiles
-    // them.
-    if env::var_os("CARGO_FEATURE_CUDA").is_none() {
-        return;
-    }
     let kernels = manifest.join("kernels");
-    let sources = kernel_sources(&kernels);
-
-    // The NVRTC source: the shared header, then every kernel file without its include line.
-    let header = fs::read_to_string(kernels.join("common.cuh")).unwrap_or_default();
-    let mut nvrtc = header.clone();
-    for path in &sources {
-        let text = fs::read_to_string(path).unwrap_or_default();
-        nvrtc.push_str(&format!("\n// ---- {} ----\n", file_name(path)));
-        for line in text
-            .lines()
-            .filter(|l| l.trim() != "#include \"common.cuh\"")
-        {
-            nvrtc.push_str(line);
-            nvrtc.push('\n');
-        }
+    let units = kernel_units(&kernels);
+    let nvrtc_dir = out.join("nvrtc");
+    fs::create_dir_all(&nvrtc_dir).expect("create $OUT_DIR/nvrtc");
+    for unit in &units {
+        let file = nvrtc_dir.join(format!("{}.cu", unit.file_stem()));
+        fs::write(&file, &unit.source).expect("write an NVRTC source");
     }
-    fs::write(out.join("kernels_nvrtc.cu"), nvrtc).expect("write kernels_nvrtc.cu");
 
     // LINEAR_DIT_CUDA_ARCHS=sm_90a (comma-separated) builds only those targets, e.g. a small
     // binary for one known GPU (scripts/gpu-bundle.sh).
@@ -86,100 +108,222 @@ fn main() {
     let nvcc = if env::var_os("LINEAR_DIT_SKIP_NVCC").is_some() {
         None
     } else {
-        find_nvcc(&manifest)
+        find_nvcc(manifest)
     };
-    match nvcc {
-        Some(nvcc) if !sources.is_empty() => {
-            let unit = out.join("kernels_all.cu");
-            let includes: String = sources
-                .iter()
-                .map(|p| format!("#include \"{}\"\n", p.display()))
-                .collect();
-            fs::write(&unit, includes).expect("write kernels_all.cu");
-            let fatbin = out.join("kernels.fatbin");
-            // Skip nvcc when neither the kernels nor the compiler changed since the last build
-            // (this script also reruns on every commit, for the commit id).
-            let stamp = out.join("kernels.fatbin.stamp");
-            let key = format!(
-                "{}\n{}\n{archs:?}",
-                nvcc.display(),
-                fingerprint(&sources, &header)
+    let fatbins = match &nvcc {
+        Some(nvcc) if !units.is_empty() => {
+            let fatbins = compile_fatbins(nvcc, &kernels, &units, &gencode, &out.join("fatbin"));
+            println!(
+                "cargo:rustc-env=LINEAR_DIT_KERNEL_ARCHS={}",
+                archs.join(",")
             );
-            if fatbin.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s == key) {
-                emit_fatbin(&fatbin, &nvcc, &archs);
-                return;
-            }
-            let mut cmd = Command::new(&nvcc);
-            cmd.arg("-fatbin")
-                .args(["-O3", "-std=c++17", "-Werror", "all-warnings"])
-                .arg(format!("-I{}", kernels.display()));
-            for (target, _) in &gencode {
-                cmd.args(["-gencode", target]);
-            }
-            cmd.arg("-o").arg(&fatbin).arg(&unit);
-            let output = cmd
-                .output()
-                .unwrap_or_else(|e| panic!("running {}: {e}", nvcc.display()));
-            if !output.status.success() {
-                panic!(
-                    "nvcc failed to compile kernels/ ({}):\n{}{}",
-                    nvcc.display(),
-                    String::from_utf8_lossy(&output.stdout),
-                    String::from_utf8_lossy(&output.stderr)
-                );
-            }
-            fs::write(&stamp, key).expect("write the fatbin stamp");
-            emit_fatbin(&fatbin, &nvcc, &archs);
+            println!("cargo:rustc-env=LINEAR_DIT_NVCC={}", nvcc.display());
+            Some(fatbins)
         }
         _ => {
             println!("cargo:rustc-env=LINEAR_DIT_KERNEL_ARCHS=");
             println!("cargo:rustc-env=LINEAR_DIT_NVCC=");
+            None
+        }
+    };
+
+    let mut table =
+        String::from("// Generated by build.rs: the kernel translation units of kernels/.\n&[\n");
+    for (i, unit) in units.iter().enumerate() {
+        let source = nvrtc_dir.join(format!("{}.cu", unit.file_stem()));
+        let fatbin = fatbins
+            .as_ref()
+            .map_or("None".to_string(), |f: &Vec<PathBuf>| {
+                format!("Some(include_bytes!({:?}))", f[i].display().to_string())
+            });
+        table.push_str(&format!(
+            "    KernelUnit {{ name: {:?}, source: include_str!({:?}), fatbin: {fatbin} }},\n",
+            unit.name,
+            source.display().to_string()
+        ));
+    }
+    table.push_str("]\n");
+    fs::write(out.join("kernel_units.rs"), table).expect("write kernel_units.rs");
+}
+
+/// Compiles every unit with nvcc into `dir/<unit>.fatbin`, the units in parallel (as many at
+/// once as cargo gives this build jobs), and returns the fatbins in the order of `units`. A
+/// unit whose source, compiler and targets are those of its last build is not recompiled
+/// (this script also reruns on every commit, for the commit id).
+fn compile_fatbins(
+    nvcc: &Path,
+    kernels: &Path,
+    units: &[Unit],
+    gencode: &[(&str, &str)],
+    dir: &Path,
+) -> Vec<PathBuf> {
+    fs::create_dir_all(dir).expect("create $OUT_DIR/fatbin");
+    let fatbins: Vec<PathBuf> = units
+        .iter()
+        .map(|u| dir.join(format!("{}.fatbin", u.file_stem())))
+        .collect();
+    let jobs = env::var("NUM_JOBS")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .or_else(|| std::thread::available_parallelism().ok().map(|n| n.get()))
+        .unwrap_or(1)
+        .clamp(1, units.len());
+    let next = AtomicUsize::new(0);
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..jobs)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut failures = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(unit) = units.get(i) else {
+                            return failures;
+                        };
+                        if let Err(e) = compile_fatbin(nvcc, kernels, unit, gencode, &fatbins[i]) {
+                            failures.push(e);
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("an nvcc worker thread panicked"))
+            .collect()
+    });
+    if !failures.is_empty() {
+        panic!(
+            "nvcc failed to compile kernels/ ({}):\n{}",
+            nvcc.display(),
+            failures.join("\n")
+        );
+    }
+    fatbins
+}
+
+/// nvcc of one unit into `fatbin`, unless the stamp beside it says it is up to date; the
+/// error is nvcc's output.
+fn compile_fatbin(
+    nvcc: &Path,
+    kernels: &Path,
+    unit: &Unit,
+    gencode: &[(&str, &str)],
+    fatbin: &Path,
+) -> Result<(), String> {
+    let stamp = fatbin.with_extension("fatbin.stamp");
+    let key = stamp_key(nvcc, unit, gencode);
+    if fatbin.exists() && fs::read_to_string(&stamp).is_ok_and(|s| s == key) {
+        return Ok(());
+    }
+    let mut cmd = Command::new(nvcc);
+    cmd.args(NVCC_FLAGS).arg(format!("-I{}", kernels.display()));
+    for (target, _) in gencode {
+        cmd.args(["-gencode", target]);
+    }
+    cmd.arg("-o").arg(fatbin).arg(&unit.path);
+    let output = cmd
+        .output()
+        .map_err(|e| format!("{}: running nvcc: {e}", unit.name))?;
+    if !output.status.success() {
+        return Err(format!(
+            "{}:\n{}{}",
+            unit.name,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    fs::write(&stamp, key).map_err(|e| format!("{}: writing the stamp: {e}", unit.name))
+}
+
+/// What a unit's fatbin depends on: the compiler, the flags and targets, and the unit's
+/// source with its headers.
+fn stamp_key(nvcc: &Path, unit: &Unit, gencode: &[(&str, &str)]) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    NVCC_FLAGS.hash(&mut hasher);
+    unit.source.hash(&mut hasher);
+    format!("{}\n{gencode:?}\n{:016x}", nvcc.display(), hasher.finish())
+}
+
+/// Every `.cu` under `kernels/` but `kernels/emu/`, sorted by name, with its NVRTC source.
+fn kernel_units(kernels: &Path) -> Vec<Unit> {
+    let mut paths = Vec::new();
+    collect_sources(kernels, &kernels.join("emu"), &mut paths);
+    let mut units: Vec<Unit> = paths
+        .into_iter()
+        .map(|path| {
+            let relative = path
+                .strip_prefix(kernels)
+                .unwrap_or(&path)
+                .with_extension("");
+            let name = relative
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect::<Vec<_>>()
+                .join("/");
+            let mut seen = HashSet::new();
+            let mut source = String::new();
+            inline_includes(&path, kernels, &mut seen, &mut source);
+            Unit { name, path, source }
+        })
+        .collect();
+    units.sort_by(|a, b| a.name.cmp(&b.name));
+    units
+}
+
+/// The `.cu` files under `dir`, recursively, leaving out `skip`.
+fn collect_sources(dir: &Path, skip: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+        if path.is_dir() {
+            if path != skip {
+                collect_sources(&path, skip, out);
+            }
+        } else if path.extension().is_some_and(|x| x == "cu") {
+            out.push(path);
         }
     }
 }
 
-/// Tells the crate where the fatbin is and what it holds.
-fn emit_fatbin(fatbin: &Path, nvcc: &Path, archs: &[&str]) {
-    println!("cargo:rustc-cfg=kernels_fatbin");
-    println!("cargo:rustc-env=LINEAR_DIT_FATBIN={}", fatbin.display());
-    println!(
-        "cargo:rustc-env=LINEAR_DIT_KERNEL_ARCHS={}",
-        archs.join(",")
-    );
-    println!("cargo:rustc-env=LINEAR_DIT_NVCC={}", nvcc.display());
-}
-
-/// A hash of the kernel sources and the compile flags.
-fn fingerprint(sources: &[PathBuf], header: &str) -> String {
-    use std::hash::{Hash, Hasher};
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    header.hash(&mut hasher);
-    GENCODE.hash(&mut hasher);
-    for path in sources {
-        path.hash(&mut hasher);
-        fs::read(path).unwrap_or_default().hash(&mut hasher);
+/// Appends `path` to `out` with every `#include "…"` replaced by the file it names (found
+/// beside the including file, then in `kernels/`, as nvcc's `-I kernels` finds it), each
+/// file once (the headers have include guards too); `#line` directives keep NVRTC's messages
+/// pointing at the real files.
+fn inline_includes(path: &Path, kernels: &Path, seen: &mut HashSet<PathBuf>, out: &mut String) {
+    let text =
+        fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let shown = path
+        .strip_prefix(kernels)
+        .unwrap_or(path)
+        .display()
+        .to_string();
+    out.push_str(&format!("#line 1 \"{shown}\"\n"));
+    for (number, line) in text.lines().enumerate() {
+        let included = line
+            .trim()
+            .strip_prefix("#include")
+            .map(str::trim)
+            .and_then(|rest| rest.strip_prefix('"'))
+            .and_then(|rest| rest.split('"').next());
+        let Some(included) = included else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let beside = path.parent().map(|dir| dir.join(included));
+        let header = beside
+            .filter(|p| p.is_file())
+            .unwrap_or_else(|| kernels.join(included));
+        let header = header
+            .canonicalize()
+            .unwrap_or_else(|e| panic!("{}: #include \"{included}\": {e}", path.display()));
+        if seen.insert(header.clone()) {
+            inline_includes(&header, kernels, seen, out);
+            out.push_str(&format!("#line {} \"{shown}\"\n", number + 2));
+        }
     }
-    format!("{:016x}", hasher.finish())
-}
-
-/// `kernels/*.cu`, sorted.
-fn kernel_sources(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|x| x == "cu"))
-                .collect()
-        })
-        .unwrap_or_default();
-    files.sort();
-    files
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
 
 /// The first working nvcc among the documented locations.

@@ -1,11 +1,11 @@
 // common.cuh: what every kernel of linear-dit shares. Storage types, conversions, vector
 // loads and stores, warp and block reductions.
 //
-// The kernels are compiled two ways: by nvcc into a fatbin (one translation unit that includes
-// every kernels/*.cu) and by NVRTC at run time (common.cuh and the *.cu files concatenated,
-// the `#include "common.cuh"` lines removed). NVRTC on the target may have no include path,
-// so nothing here includes a system or toolkit header: bf16 and fp16 are our own 16-bit
-// storage types, converted with bit operations (bf16) and inline PTX (fp16).
+// The kernels are translation units, every .cu file under kernels/, compiled two ways: by
+// nvcc into one fatbin each, and by NVRTC at run time (each unit with its headers inlined by
+// build.rs). NVRTC on the target may have no include path, so nothing here includes a system
+// or toolkit header: bf16 and fp16 are our own 16-bit storage types, converted with bit
+// operations (bf16) and inline PTX (fp16).
 //
 // Every inline-PTX instruction sits in one helper here, behind #ifdef LDT_EMULATE: the CPU
 // executor (kernels/emu, scripts/kernel-check.sh) defines LDT_EMULATE and swaps in its model
@@ -13,7 +13,8 @@
 //
 // Conventions of every kernel:
 // - Storage type T is float, bf16_t or half_t; each templated kernel has one extern "C"
-//   instance per type, suffixed _f32, _bf16, _f16. All arithmetic is fp32.
+//   instance per type, suffixed _f32, _bf16, _f16 (the attention passes one per type and
+//   head-dim class, _f32_d64, ...). All arithmetic is fp32.
 // - Sizes are int; element counts and offsets that can exceed 2^31 (R·h, R·3h) are long long.
 // - Rows are row-major; R = B·N rows, sample b owns rows b·N … b·N+N−1.
 // - 128-bit loads and stores are used when the row length and the pointers allow it, checked

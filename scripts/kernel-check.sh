@@ -17,8 +17,10 @@
 #    inline asm must fail to compile. A surviving mutant fails the script.
 #
 # The kernels are compiled as one generated translation unit: cuda_emu.hpp, then every
-# kernels/*.cu (sorted) with its shared-memory declaration lines rewritten into the
-# executor's macros (see cuda_emu.hpp for why). Build outputs: target/kernel-check/.
+# translation unit of kernels/ (every .cu but kernels/emu/, sorted, as build.rs finds them)
+# from a copy of kernels/ whose shared-memory declaration lines (headers included) are
+# rewritten into the executor's macros (see cuda_emu.hpp for why). Build outputs:
+# target/kernel-check/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,23 +48,36 @@ harness_sources=("$emu"/runtime.cpp "$emu"/ptx_models.cpp "$emu"/kernel_check.cp
     "$emu"/emu_selftest.cpp "$emu"/check_pointwise.cpp "$emu"/check_small_linear.cpp
     "$emu"/check_norm.cpp "$emu"/check_attention.cpp)
 
-# gen_kernels KERNEL_DIR OUT_CPP: the kernels' translation unit. Everything of the kernels is
-# in namespace ldt_kernels (the extern "C" names are not affected), so the harness's own copy
-# of the common.cuh helpers never stands in for a mutant's at link time.
+# kernel_files KERNEL_DIR: the kernel sources and headers under KERNEL_DIR (not emu/), sorted.
+kernel_files() {
+    (cd "$1" && find . -path ./emu -prune -o -type f \( -name '*.cu' -o -name '*.cuh' \) -print | sed 's|^\./||' | LC_ALL=C sort)
+}
+
+# gen_kernels KERNEL_DIR OUT_CPP: the kernels' translation unit, including the translation
+# units of OUT_CPP's folder src/, a copy of KERNEL_DIR with the shared-memory declarations
+# rewritten (#line keeps the messages pointing at KERNEL_DIR). Everything of the kernels is in
+# namespace ldt_kernels (the extern "C" names are not affected), so the harness's own copy of
+# the common.cuh helpers never stands in for a mutant's at link time.
 gen_kernels() {
-    local dir=$1 cpp=$2 f
+    local dir=$1 cpp=$2 src f
+    src=$(dirname "$cpp")/src
+    rm -rf "$src"
+    while IFS= read -r f; do
+        mkdir -p "$src/$(dirname "$f")"
+        {
+            echo "#line 1 \"$dir/$f\""
+            sed -E \
+                -e 's/^([[:space:]]*)extern __shared__ ([A-Za-z0-9_]+) ([A-Za-z0-9_]+)\[\];/\1LDT_EMU_DYNAMIC_SHARED(\2, \3);/' \
+                -e 's/^([[:space:]]*)__shared__ ((__align__\([0-9]+\) )?[A-Za-z0-9_:<>]+) ([A-Za-z0-9_]+)\[(.+)\];/\1LDT_EMU_SHARED(\2, \4, \5);/' \
+                "$dir/$f"
+        } >"$src/$f"
+    done < <(kernel_files "$dir")
     {
         echo '#include "cuda_emu.hpp"'
         echo 'namespace ldt_kernels {'
         echo '#include "common.cuh"'
         echo '#include "kernels.hpp"'
-        for f in "$dir"/*.cu; do
-            echo "#line 1 \"$f\""
-            sed -E \
-                -e 's/^([[:space:]]*)extern __shared__ ([A-Za-z0-9_]+) ([A-Za-z0-9_]+)\[\];/\1LDT_EMU_DYNAMIC_SHARED(\2, \3);/' \
-                -e 's/^([[:space:]]*)__shared__ ((__align__\([0-9]+\) )?[A-Za-z0-9_:<>]+) ([A-Za-z0-9_]+)\[(.+)\];/\1LDT_EMU_SHARED(\2, \4, \5);/' \
-                "$f"
-        done
+        kernel_files "$dir" | grep '\.cu$' | sed 's|.*|#include "&"|'
         echo '}  // namespace ldt_kernels'
     } >"$cpp"
 }
@@ -96,7 +111,7 @@ build_kernels() {
     local dir=$1 obj=$2
     shift 2
     gen_kernels "$dir" "${obj%.o}.cpp"
-    "${cxx[@]}" "$@" -I "$dir" -I "$emu" -c "${obj%.o}.cpp" -o "$obj"
+    "${cxx[@]}" "$@" -I "$(dirname "$obj")/src" -I "$emu" -c "${obj%.o}.cpp" -o "$obj"
 }
 
 # link NAME KERNEL_OBJ EXE FLAGS...
@@ -136,9 +151,11 @@ check_coverage() {
 # harness, on family FAMILY, must fail) or "build" (the kernels must not compile, because of
 # unmodelled inline asm). Counts a survivor in $survivors.
 mutant() {
-    local name=$1 file=$2 family=$3 expect=$4 script=$5 dir=$mutants_dir/$1
-    mkdir -p "$dir/kernels"
-    cp kernels/*.cu kernels/common.cuh "$dir/kernels/"
+    local name=$1 file=$2 family=$3 expect=$4 script=$5 dir=$mutants_dir/$1 f
+    while IFS= read -r f; do
+        mkdir -p "$dir/kernels/$(dirname "$f")"
+        cp "kernels/$f" "$dir/kernels/$f"
+    done < <(kernel_files kernels)
     sed -E -i -e "$script" "$dir/kernels/$file"
     if cmp -s "kernels/$file" "$dir/kernels/$file"; then
         echo "kernel-check.sh: mutation $name did not change kernels/$file (stale pattern?)" >&2
@@ -174,26 +191,26 @@ run_mutants() {
     rm -rf "$mutants_dir"
     survivors=0
     # Deleted barriers: shared memory read before the other threads wrote it.
-    mutant sync-attention-apply linear_attention.cu attention run \
+    mutant sync-attention-apply linear_attention/apply.cuh attention run \
         's|__syncthreads\(\);  // the state and den are in place|// mutant: barrier deleted|'
     mutant sync-block-sum common.cuh norm run \
         '/red\[threadIdx\.x >> 5\] = v;/{n;n;s|__syncthreads\(\);|// mutant: barrier deleted|}'
     mutant sync-small-linear small_linear.cu small_linear run \
         '/xs\[idx\] = v;/{n;n;s|__syncthreads\(\);|// mutant: barrier deleted|}'
     # Wrong epsilons.
-    mutant eps-attention linear_attention.cu attention run \
+    mutant eps-attention linear_attention/params.cuh attention run \
         's|#define LINATTN_EPS 1e-6f|#define LINATTN_EPS 1e-5f|'
     mutant eps-layernorm layer_norm_modulate.cu norm run \
         's|rsqrtf\(team_sum<TEAM>\(sq, red\) / \(float\)h \+ a\.eps\)|rsqrtf(team_sum<TEAM>(sq, red) / (float)h + 10.0f * a.eps)|'
     # Off-by-ones.
     mutant mean-over-h-minus-1 layer_norm_modulate.cu norm run \
         's|const float mean = block_sum\(sum, red\) / \(float\)h;|const float mean = block_sum(sum, red) / (float)(h - 1);|'
-    mutant reduce-skips-last-chunk linear_attention.cu attention run \
+    mutant reduce-skips-last-chunk linear_attention/reduce.cu attention run \
         's|for \(int c = 0; c < num_chunks; \+\+c\) \{|for (int c = 0; c < num_chunks - 1; ++c) {|'
     # The fp16 overflow policy, and the hi/lo split of the tensor-core path.
     mutant fp16-no-saturation common.cuh pointwise run \
         's|#define LDT_FP16_MAX 65504.0f|#define LDT_FP16_MAX 65520.0f|'
-    mutant mma-drops-lo-part linear_attention.cu attention run \
+    mutant mma-drops-lo-part linear_attention/policies.cuh attention run \
         's|mma_tf32\(acc\[mt\]\[nt\], alo\[mt\], b\);|// mutant: lo part dropped|'
     # Inline PTX without a CPU model must not compile.
     mutant unmodelled-asm common.cuh pointwise build \

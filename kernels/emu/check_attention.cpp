@@ -3,9 +3,12 @@
 //   partial: S_c[i][j] = Σ_{n ∈ chunk c} φ(K_n,i)·V_n,j,   z_c[i] = Σ_{n ∈ chunk c} φ(K_n,i)
 //   reduce:  state = Σ_c partial_c
 //   apply:   O_n,j = Σ_i φ(Q_n,i)·S[i][j] / (Σ_i φ(Q_n,i)·z_i + 1e−6)
-// Head dims 32, 64, 128 (fast paths) and 72, 5, 33 (padded), ragged token counts, several
-// heads and samples, chunks other than 256, a misaligned qkv (scalar loads), features so small
-// that the 1e−6 decides the result, and d = 129, which the kernels must leave alone. The
+// Each case runs the instance of its head-dim class, as the host picks it
+// (linear_attention_{partial,apply}_<T>_d<LINATTN_PAD(d)>). Head dims 32, 64, 128 (fast paths)
+// and 72, 5, 33 (padded), ragged token counts, several heads and samples, chunks other than
+// 256, a misaligned qkv (scalar loads), features so small that the 1e−6 decides the result,
+// and d = 129, which the kernels must leave alone, as must the instances of the other classes
+// (a head dim the host gave the wrong instance). The
 // bf16/fp16 storage runs the TF32 mma.sync path (through the executor's model of the
 // instruction): its fp32-level accuracy is checked on the fp32 partial sums.
 
@@ -22,20 +25,37 @@ struct Case {
     int chunk = 256;
     bool misaligned = false;
     bool tiny = false;  // Q, K ≈ −14: φ·z ≪ 1e−6
+    bool other_classes = false;  // also run the other classes' instances: they must do nothing
 };
 
 double phi(double z) { return z > 0.0 ? z + 1.0 : std::exp(z); }
 
 int padded(int d) { return d <= 32 ? 32 : d <= 64 ? 64 : 128; }
 
+// The instances of one storage type, one per head-dim class (32, 64, 128).
 template <typename T> struct AttentionKernels {
-    void (*partial)(const T*, float*, int, int, int, int, int);
-    void (*apply)(const T*, const float*, T*, int, int, int, int);
+    using Partial = void (*)(const T*, float*, int, int, int, int, int);
+    using Apply = void (*)(const T*, const float*, T*, int, int, int, int);
+    Partial partial[3];
+    Apply apply[3];
 };
+
+constexpr int kClasses[3] = {32, 64, 128};
+
+int class_index(int dp) { return dp == 32 ? 0 : dp == 64 ? 1 : 2; }
+
+std::string partial_name(const std::string& sfx, int dp) {
+    return "linear_attention_partial_" + sfx + "_d" + std::to_string(dp);
+}
+std::string apply_name(const std::string& sfx, int dp) {
+    return "linear_attention_apply_" + sfx + "_d" + std::to_string(dp);
+}
 
 template <typename T> void attention_case(const AttentionKernels<T>& k, const Case& c, Rng& rng) {
     const std::string sfx = suffix<T>();
-    const std::string pname = "linear_attention_partial_" + sfx, aname = "linear_attention_apply_" + sfx;
+    const int dp = padded(c.d);
+    const int ci = class_index(dp);
+    const std::string pname = partial_name(sfx, dp), aname = apply_name(sfx, dp);
     const int B = c.batch, N = c.tokens, H = c.heads, d = c.d, h = H * d;
     const int chunks = ceil_div(N, c.chunk);
     const int size = d * d + d;
@@ -53,8 +73,30 @@ template <typename T> void attention_case(const AttentionKernels<T>& k, const Ca
     };
     Buf<float> partial((long long)B * H * chunks * size), state((long long)B * H * size);
 
+    // The other classes' instances first: they must leave partial and out alone (NaN).
+    if (c.other_classes || d > 128) {
+        for (int oi = 0; oi < 3; ++oi) {
+            const int odp = kClasses[oi];
+            if (oi == ci && d <= 128) continue;
+            const std::string op = partial_name(sfx, odp), oa = apply_name(sfx, odp);
+            const std::size_t osmem = (std::size_t)(odp * (odp + 8) + odp) * 4;
+            if (!run(op, what, k.partial[oi], dim3(chunks, H, B), 0, qkv.ptr(), partial.ptr(), B,
+                     N, H, d, c.chunk) ||
+                !run(oa, what, k.apply[oi], dim3(ceil_div(N, 128), H, B), osmem, qkv.ptr(),
+                     (const float*)state.ptr(), out.ptr(), B, N, H, d))
+                return;
+            bool untouched = true;
+            for (std::size_t i = 0; i < partial.size(); ++i) untouched = untouched && std::isnan(partial.at(i));
+            expect(op, what, untouched, "an instance of another head-dim class must leave partial alone");
+            untouched = true;
+            for (std::size_t i = 0; i < out.size(); ++i) untouched = untouched && std::isnan(out.at(i));
+            expect(oa, what, untouched, "an instance of another head-dim class must leave out alone");
+        }
+    }
+
     // Pass 1.
-    if (!run(pname, what, k.partial, dim3(chunks, H, B), 0, qkv.ptr(), partial.ptr(), B, N, H, d, c.chunk))
+    if (!run(pname, what, k.partial[ci], dim3(chunks, H, B), 0, qkv.ptr(), partial.ptr(), B, N, H,
+             d, c.chunk))
         return;
     if (d > 128) {  // LINATTN_MAX_HEAD_DIM
         bool untouched = true;
@@ -116,9 +158,8 @@ template <typename T> void attention_case(const AttentionKernels<T>& k, const Ca
     }
 
     // Pass 3, on the kernel's state; dynamic shared memory exactly LINATTN_APPLY_SMEM(d).
-    const int dp = padded(d);
     const std::size_t smem = (std::size_t)(dp * (dp + 8) + dp) * 4;
-    if (!run(aname, what, k.apply, dim3(ceil_div(N, 128), H, B), smem, qkv.ptr(),
+    if (!run(aname, what, k.apply[ci], dim3(ceil_div(N, 128), H, B), smem, qkv.ptr(),
              (const float*)state.ptr(), out.ptr(), B, N, H, d))
         return;
     std::vector<double> got, want, mag;
@@ -152,14 +193,18 @@ template <typename T> void attention_case(const AttentionKernels<T>& k, const Ca
 template <typename T> void attention_cases(const AttentionKernels<T>& k, Rng& rng) {
     std::vector<Case> cases;
     if (g_opt.quick) {
-        cases = {{2, 7, 2, 64}, {1, 33, 1, 33, 256, true}, {1, 40, 1, 128, 16}, {1, 7, 1, 32, 256, false, true}};
+        cases = {{2, 7, 2, 64},
+                 {1, 33, 1, 33, 256, true},
+                 {1, 40, 1, 128, 16},
+                 {1, 7, 1, 32, 256, false, true},
+                 {1, 7, 1, 72, 256, false, false, true}};
     } else {
         cases = {{1, 1, 1, 32},           {2, 7, 2, 64},
                  {1, 300, 1, 128},        {1, 300, 1, 72, 64},
                  {2, 7, 1, 5},            {1, 33, 1, 33, 256, true},
                  {1, 300, 1, 32, 100},    {1, 4097, 1, 32},
                  {1, 7, 1, 64, 256, false, true}, {1, 20, 1, 128, 5, true},
-                 {1, 7, 1, 129}};
+                 {2, 7, 1, 33, 256, false, false, true}, {1, 7, 1, 129}};
     }
     for (const Case& c : cases) {
         // 4097 tokens through the mma model is seconds of warp exchanges: fp32 storage only.
@@ -170,11 +215,19 @@ template <typename T> void attention_cases(const AttentionKernels<T>& k, Rng& rn
 
 }  // namespace
 
+#define LDT_ATTENTION_KERNELS(S)                                                             \
+    {{linear_attention_partial_##S##_d32, linear_attention_partial_##S##_d64,                 \
+      linear_attention_partial_##S##_d128},                                                   \
+     {linear_attention_apply_##S##_d32, linear_attention_apply_##S##_d64,                     \
+      linear_attention_apply_##S##_d128}}
+
 void check_attention() {
     Rng rng(g_opt.seed * 101 + 4);
-    attention_cases<float>({linear_attention_partial_f32, linear_attention_apply_f32}, rng);
-    attention_cases<bf16_t>({linear_attention_partial_bf16, linear_attention_apply_bf16}, rng);
-    attention_cases<half_t>({linear_attention_partial_f16, linear_attention_apply_f16}, rng);
+    attention_cases<float>(LDT_ATTENTION_KERNELS(f32), rng);
+    attention_cases<bf16_t>(LDT_ATTENTION_KERNELS(bf16), rng);
+    attention_cases<half_t>(LDT_ATTENTION_KERNELS(f16), rng);
 }
+
+#undef LDT_ATTENTION_KERNELS
 
 }  // namespace kc

@@ -1,5 +1,5 @@
 // kernel_check.cpp: the CPU executor's test harness (scripts/kernel-check.sh builds and runs
-// it): every extern "C" kernel of kernels/*.cu against an exact reference on random inputs,
+// it): every extern "C" kernel of kernels/ against an exact reference on random inputs,
 // and the executor's own error detection. Prints one line per kernel (cases, largest relative
 // and absolute error) and exits non-zero on any failure.
 //
@@ -33,7 +33,7 @@ struct Stats {
 std::map<std::string, Stats> g_stats;
 long g_printed = 0;
 
-// Every extern "C" kernel of kernels/*.cu (kernels.hpp); the script checks this list against
+// Every extern "C" kernel of kernels/ (kernels.hpp); the script checks this list against
 // the symbols the kernel object defines.
 const char* const kKernels[] = {
     "cast_f32_to_f32", "cast_f32_to_bf16", "cast_f32_to_f16", "cast_bf16_to_f32",
@@ -44,9 +44,17 @@ const char* const kKernels[] = {
     "embed_add_f16", "norm_modulate_f32", "norm_modulate_bf16", "norm_modulate_f16",
     "residual_norm_modulate_f32", "residual_norm_modulate_bf16", "residual_norm_modulate_f16",
     "bias_gelu_tanh_f32", "bias_gelu_tanh_bf16", "bias_gelu_tanh_f16", "bias_gelu_erf_f32",
-    "bias_gelu_erf_bf16", "bias_gelu_erf_f16", "linear_attention_partial_f32",
-    "linear_attention_partial_bf16", "linear_attention_partial_f16", "linear_attention_reduce",
-    "linear_attention_apply_f32", "linear_attention_apply_bf16", "linear_attention_apply_f16",
+    "bias_gelu_erf_bf16", "bias_gelu_erf_f16",
+    "linear_attention_partial_f32_d32", "linear_attention_apply_f32_d32",
+    "linear_attention_partial_f32_d64", "linear_attention_apply_f32_d64",
+    "linear_attention_partial_f32_d128", "linear_attention_apply_f32_d128",
+    "linear_attention_partial_bf16_d32", "linear_attention_apply_bf16_d32",
+    "linear_attention_partial_bf16_d64", "linear_attention_apply_bf16_d64",
+    "linear_attention_partial_bf16_d128", "linear_attention_apply_bf16_d128",
+    "linear_attention_partial_f16_d32", "linear_attention_apply_f16_d32",
+    "linear_attention_partial_f16_d64", "linear_attention_apply_f16_d64",
+    "linear_attention_partial_f16_d128", "linear_attention_apply_f16_d128",
+    "linear_attention_reduce",
 };
 
 void fail_line(const std::string& kernel, const std::string& what, const std::string& detail) {
@@ -177,11 +185,11 @@ int main(int argc, char** argv) {
         return 2;
     }
 
-    std::printf("\n%-32s %6s %11s %11s  %s\n", "kernel", "cases", "max rel", "max abs",
+    std::printf("\n%-36s %6s %11s %11s  %s\n", "kernel", "cases", "max rel", "max abs",
                 "result");
     long failures = 0;
     for (const auto& [name, s] : g_stats) {
-        std::printf("%-32s %6ld %11.3e %11.3e  %s\n", name.c_str(), s.cases, s.max_rel, s.max_abs,
+        std::printf("%-36s %6ld %11.3e %11.3e  %s\n", name.c_str(), s.cases, s.max_rel, s.max_abs,
                     s.failures == 0 ? "ok" : "FAILED");
         failures += s.failures;
     }

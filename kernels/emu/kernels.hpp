@@ -1,4 +1,4 @@
-// kernels.hpp: the extern "C" kernels of kernels/*.cu, declared for the harness, which is
+// kernels.hpp: the extern "C" kernels of kernels/ (every .cu), declared for the harness, which is
 // compiled apart from them. The generated kernel translation unit includes this file before
 // the kernels, so a declaration that no longer matches its definition is a compile error
 // ("conflicting declaration of C function"), never a call with the wrong arguments.
@@ -69,16 +69,21 @@ LDT_EMU_PER_TYPE(LDT_EMU_DECL)
 LDT_EMU_PER_TYPE(LDT_EMU_DECL)
 #undef LDT_EMU_DECL
 
-// linear_attention.cu
+// linear_attention/: pass 2 (reduce.cu), and passes 1 and 3 per head-dim class
+// (instances/partial_*.cu, instances/apply_*.cu).
 void linear_attention_reduce(const float* partial, float* state, int groups, int num_chunks,
                              int d);
+#define LDT_EMU_DECL_CLASS(S, T, DP)                                                         \
+    void linear_attention_partial_##S##_d##DP(const T* qkv, float* partial, int batch,      \
+                                              int tokens, int heads, int head_dim,           \
+                                              int chunk);                                    \
+    void linear_attention_apply_##S##_d##DP(const T* qkv, const float* state, T* out,       \
+                                            int batch, int tokens, int heads, int head_dim);
 #define LDT_EMU_DECL(S, T)                                                                   \
-    void linear_attention_partial_##S(const T* qkv, float* partial, int batch, int tokens,  \
-                                      int heads, int head_dim, int chunk);                   \
-    void linear_attention_apply_##S(const T* qkv, const float* state, T* out, int batch,    \
-                                    int tokens, int heads, int head_dim);
+    LDT_EMU_DECL_CLASS(S, T, 32) LDT_EMU_DECL_CLASS(S, T, 64) LDT_EMU_DECL_CLASS(S, T, 128)
 LDT_EMU_PER_TYPE(LDT_EMU_DECL)
 #undef LDT_EMU_DECL
+#undef LDT_EMU_DECL_CLASS
 
 }  // extern "C"
 

@@ -8,12 +8,14 @@
 //! serialises forwards on the device (the serving engine runs one worker per device anyway).
 
 mod arena;
+mod attention_variant;
 mod backend_state;
 mod blas;
 mod device;
 mod device_slice;
 mod forward;
 mod graph;
+mod kernel_constants;
 mod launch_params;
 mod module;
 mod ops;

@@ -26,19 +26,13 @@ use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-/// Threads per block of every kernel (`LDT_THREADS`).
-const THREADS: u32 = 256;
-/// Elements per block of the grid-stride elementwise kernels (`LDT_ELEMS_PER_BLOCK`).
-const ELEMS_PER_BLOCK: u64 = 2048;
-/// Tokens per block of pass 1 of linear attention (`LINATTN_CHUNK`, the minimum we use).
-pub const ATTENTION_CHUNK: usize = 256;
-/// Tokens per block of pass 3 (`LINATTN_APPLY_TILE`).
-const ATTENTION_APPLY_TILE: u32 = 128;
-/// Largest head dimension the attention kernels handle (`LINATTN_MAX_HEAD_DIM`).
-pub const MAX_HEAD_DIM: usize = 128;
+pub(crate) use super::attention_variant::attention_chunk;
+use super::attention_variant::{AttentionGeometry, AttentionKernels, REDUCE_KERNEL};
+pub(crate) use super::kernel_constants::MAX_HEAD_DIM;
+use super::kernel_constants::{ELEMS_PER_BLOCK, THREADS};
 
-/// Kernels whose name carries a dtype suffix.
-const TYPED: [&str; 10] = [
+/// Kernels whose name carries a dtype suffix (the attention kernels: [`AttentionKernels`]).
+const TYPED: [&str; 8] = [
     "norm_modulate",
     "residual_norm_modulate",
     "modulation_affine",
@@ -47,8 +41,6 @@ const TYPED: [&str; 10] = [
     "embed_add",
     "bias_gelu_tanh",
     "bias_gelu_erf",
-    "linear_attention_partial",
-    "linear_attention_apply",
 ];
 /// Kernels without one.
 const UNTYPED: [&str; 4] = [
@@ -62,6 +54,7 @@ const UNTYPED: [&str; 4] = [
 pub struct Ops {
     functions: HashMap<&'static str, CudaFunction>,
     cast_in: CudaFunction,
+    attention: AttentionKernels,
     stream: Arc<CudaStream>,
     /// The storage type.
     pub dtype: DType,
@@ -81,18 +74,6 @@ fn elementwise(n: u64) -> LaunchConfig {
 
 fn per_value(n: u64) -> LaunchConfig {
     grid_1d(n.div_ceil(THREADS as u64))
-}
-
-/// Dynamic shared memory of the attention apply kernel (`LINATTN_APPLY_SMEM`): the state
-/// S as DP rows of DP + 8 floats (padded against bank conflicts) and z, DP the padded head
-/// dimension (32, 64 or 128).
-fn apply_shared_bytes(d: usize) -> usize {
-    let dp = match d {
-        0..=32 => 32,
-        33..=64 => 64,
-        _ => 128,
-    };
-    (dp * (dp + 8) + dp) * 4
 }
 
 /// One kernel argument, as the kernel's C signature types it.
@@ -131,20 +112,11 @@ impl Ops {
             functions.insert(name, kernels.function(name)?);
         }
         let cast_in = kernels.function(&format!("cast_f32_to_{}", dtype.name()))?;
-        let apply = &functions["linear_attention_apply"];
-        let smem = apply_shared_bytes(MAX_HEAD_DIM) as i32;
-        // SAFETY: `apply` is a loaded function; the attribute takes a byte count.
-        unsafe {
-            cudarc::driver::result::function::set_function_attribute(
-                apply.cu_function(),
-                cudarc::driver::sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                smem,
-            )
-        }
-        .map_err(|e| device_error("raising the attention kernel's shared memory", e))?;
+        let attention = AttentionKernels::load(kernels, dtype)?;
         Ok(Ops {
             functions,
             cast_in,
+            attention,
             stream,
             dtype,
         })
@@ -571,14 +543,10 @@ impl Ops {
         )?;
         self.require("linear_attention state", state, batch * heads * state_size)?;
         self.require("linear_attention out", out, rows * h)?;
+        let geometry = AttentionGeometry::new(batch, tokens, heads, d, chunk);
+        let variant = self.attention.for_head_dim(d)?;
         let (qkv, partial, state, out) = (qkv.addr(), partial.addr(), state.addr(), out.addr());
-        let block = (THREADS, 1, 1);
         let shape = [int(batch), int(tokens), int(heads), int(d)];
-        let partial_config = LaunchConfig {
-            grid_dim: (chunks as u32, heads as u32, batch as u32),
-            block_dim: block,
-            shared_mem_bytes: 0,
-        };
         let args = [
             Ptr(qkv),
             Ptr(partial),
@@ -588,39 +556,28 @@ impl Ops {
             shape[3],
             int(chunk),
         ];
-        // SAFETY: `linear_attention_partial_T`'s parameters in order; views checked, live
+        // SAFETY: `linear_attention_partial_*`'s parameters in order; views checked, live
         // (caller).
-        unsafe { self.launch("linear_attention_partial", partial_config, &args) }?;
+        unsafe {
+            self.launch_fn(
+                &variant.partial,
+                &variant.partial_name,
+                geometry.partial,
+                &args,
+            )
+        }?;
 
-        let reduce_config = LaunchConfig {
-            grid_dim: (
-                ((d * d + d) as u32).div_ceil(THREADS),
-                (batch * heads) as u32,
-                1,
-            ),
-            block_dim: block,
-            shared_mem_bytes: 0,
-        };
         let args = [
             Ptr(partial),
             Ptr(state),
             int(batch * heads),
-            int(chunks),
+            int(geometry.num_chunks),
             int(d),
         ];
         // SAFETY: `linear_attention_reduce`'s parameters in order; views checked, live
         // (caller).
-        unsafe { self.launch("linear_attention_reduce", reduce_config, &args) }?;
+        unsafe { self.launch(REDUCE_KERNEL, geometry.reduce, &args) }?;
 
-        let apply_config = LaunchConfig {
-            grid_dim: (
-                (tokens as u32).div_ceil(ATTENTION_APPLY_TILE),
-                heads as u32,
-                batch as u32,
-            ),
-            block_dim: block,
-            shared_mem_bytes: apply_shared_bytes(d) as u32,
-        };
         let args = [
             Ptr(qkv),
             Ptr(state),
@@ -630,9 +587,9 @@ impl Ops {
             shape[2],
             shape[3],
         ];
-        // SAFETY: `linear_attention_apply_T`'s parameters in order; views checked, live
+        // SAFETY: `linear_attention_apply_*`'s parameters in order; views checked, live
         // (caller).
-        unsafe { self.launch("linear_attention_apply", apply_config, &args) }
+        unsafe { self.launch_fn(&variant.apply, &variant.apply_name, geometry.apply, &args) }
     }
 }
 
@@ -662,17 +619,6 @@ fn norm_blocks(rows: usize, h: usize, vector: bool) -> u64 {
     } else {
         rows as u64
     }
-}
-
-/// Most pass-1 chunks per (sample, head): bounds the partial-sum buffer for long sequences.
-const MAX_ATTENTION_CHUNKS: usize = 64;
-
-/// Tokens per pass-1 block: [`ATTENTION_CHUNK`], or more for sequences longer than
-/// 64 chunks of it. It depends on the token count only — never on the batch — so a
-/// sample's attention sums in the same order whatever else shares its batch.
-pub fn attention_chunk(tokens: usize) -> usize {
-    let chunk = tokens.div_ceil(MAX_ATTENTION_CHUNKS).max(ATTENTION_CHUNK);
-    chunk.div_ceil(128) * 128
 }
 
 #[cfg(test)]

@@ -1,0 +1,5 @@
+// instances/apply_f16_d32.cu: linear attention, pass 3 (apply),
+// fp16 storage, head dims 1…32.
+#include "linear_attention/apply.cuh"
+
+LDT_LINEAR_ATTENTION_APPLY(f16, half_t, 32)
