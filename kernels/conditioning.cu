@@ -27,19 +27,23 @@
 
 // ln(10000), the f64 nearest (as Rust's 10000f64.ln()).
 #define LDT_LN_10000 9.210340371976184
+// Frequencies of the dit timestep features (half their width 256); the model's
+// `DIT_TIMESTEP_FREQUENCIES` (a host test checks the two agree).
+#define LDT_DIT_TIMESTEP_FREQUENCIES 128
 
 extern "C" __global__ void __launch_bounds__(LDT_THREADS)
     timestep_features_dit(const float* t, float* out, int batch) {
+    const int half = LDT_DIT_TIMESTEP_FREQUENCIES;
     const int idx = blockIdx.x * LDT_THREADS + threadIdx.x;
-    if (idx >= batch * 128) {
+    if (idx >= batch * half) {
         return;
     }
-    const int b = idx / 128;
-    const int i = idx % 128;
-    const double omega = exp(-LDT_LN_10000 * (double)i / 128.0);
+    const int b = idx / half;
+    const int i = idx % half;
+    const double omega = exp(-LDT_LN_10000 * (double)i / (double)half);
     const double arg = (double)t[b] * omega;
-    out[b * 256 + i] = (float)cos(arg);
-    out[b * 256 + 128 + i] = (float)sin(arg);
+    out[b * 2 * half + i] = (float)cos(arg);
+    out[b * 2 * half + half + i] = (float)sin(arg);
 }
 
 extern "C" __global__ void __launch_bounds__(LDT_THREADS)

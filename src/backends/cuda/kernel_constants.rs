@@ -1,6 +1,7 @@
 //! The constants of `kernels/` that the host needs to launch the kernels, in one place: each
-//! mirrors a `#define` of `kernels/common.cuh` or `kernels/linear_attention/params.cuh`, and a
-//! test below reads those headers and checks every value and formula here against them.
+//! mirrors a `#define` of `kernels/common.cuh`, `kernels/linear_attention/params.cuh` or the
+//! kernel file named, and a test below reads those sources and checks every value and formula
+//! here (and the model's timestep width) against them.
 
 /// Threads per block of every kernel (`LDT_THREADS`).
 pub(crate) const THREADS: u32 = 256;
@@ -12,6 +13,13 @@ pub(crate) const ATTENTION_CHUNK: usize = 256;
 pub(crate) const ATTENTION_APPLY_TILE: u32 = 128;
 /// Largest head dimension the attention kernels handle (`LINATTN_MAX_HEAD_DIM`).
 pub(crate) const MAX_HEAD_DIM: usize = 128;
+
+/// Largest h of the LayerNorm kernels' one-warp-per-row path (`LN_WARP_MAX_H`,
+/// `kernels/layer_norm_modulate.cu`).
+pub(crate) const NORM_WARP_MAX_H: usize = 1024;
+/// Output features per block of the small-linear kernel (`SL_OUT_PER_BLOCK`,
+/// `kernels/small_linear.cu`).
+pub(crate) const SMALL_LINEAR_OUT_PER_BLOCK: usize = 32;
 
 /// The head dimension `d` padded to 32, 64 or 128 (`LINATTN_PAD`): the head-dim class of the
 /// attention kernel instance that runs it.
@@ -39,9 +47,12 @@ mod tests {
     use std::collections::HashMap;
 
     /// The `#define`s of the headers the host mirrors.
-    const HEADERS: [&str; 2] = [
+    const HEADERS: [&str; 5] = [
         include_str!("../../../kernels/common.cuh"),
         include_str!("../../../kernels/linear_attention/params.cuh"),
+        include_str!("../../../kernels/layer_norm_modulate.cu"),
+        include_str!("../../../kernels/small_linear.cu"),
+        include_str!("../../../kernels/conditioning.cu"),
     ];
 
     /// A `#define`: its parameters (a function-like macro has one) and its body.
@@ -75,7 +86,7 @@ mod tests {
     }
 
     /// Evaluates the integer C expressions of the headers' macros: literals, macro names and
-    /// calls, parentheses, `*`, `+`, `-`, `<=` and `?:`.
+    /// calls, parentheses, `*`, `/`, `+`, `-`, `<=` and `?:`.
     struct Eval<'a> {
         macros: &'a HashMap<String, Macro>,
         tokens: Vec<String>,
@@ -161,11 +172,14 @@ mod tests {
             value
         }
 
+        /// `*` and `/` (C's truncating integer division), left to right.
         fn product(&mut self) -> i64 {
             let mut value = self.primary();
-            while self.peek() == Some("*") {
-                self.take("*");
-                value *= self.primary();
+            while let Some(op) = self.peek().filter(|t| *t == "*" || *t == "/") {
+                let times = op == "*";
+                self.at += 1;
+                let right = self.primary();
+                value = if times { value * right } else { value / right };
             }
             value
         }
@@ -226,6 +240,15 @@ mod tests {
         assert_eq!(
             value(&macros, "LINATTN_MAX_HEAD_DIM") as usize,
             MAX_HEAD_DIM
+        );
+        assert_eq!(value(&macros, "LN_WARP_MAX_H") as usize, NORM_WARP_MAX_H);
+        assert_eq!(
+            value(&macros, "SL_OUT_PER_BLOCK") as usize,
+            SMALL_LINEAR_OUT_PER_BLOCK
+        );
+        assert_eq!(
+            value(&macros, "LDT_DIT_TIMESTEP_FREQUENCIES") as usize,
+            crate::model::embedding::DIT_TIMESTEP_FREQUENCIES
         );
         for d in 1..=MAX_HEAD_DIM {
             assert_eq!(

@@ -29,7 +29,9 @@ use std::sync::Arc;
 pub(crate) use super::attention_variant::attention_chunk;
 use super::attention_variant::{AttentionGeometry, AttentionKernels, REDUCE_KERNEL};
 pub(crate) use super::kernel_constants::MAX_HEAD_DIM;
-use super::kernel_constants::{ELEMS_PER_BLOCK, THREADS};
+use super::kernel_constants::{
+    ELEMS_PER_BLOCK, NORM_WARP_MAX_H, SMALL_LINEAR_OUT_PER_BLOCK, THREADS,
+};
 
 /// Kernels whose name carries a dtype suffix (the attention kernels: [`AttentionKernels`]).
 const TYPED: [&str; 8] = [
@@ -357,7 +359,7 @@ impl Ops {
             int(silu_input as usize),
             int(accumulate as usize),
         ];
-        let config = grid_1d((outputs as u64).div_ceil(32));
+        let config = grid_1d((outputs as u64).div_ceil(SMALL_LINEAR_OUT_PER_BLOCK as u64));
         // SAFETY: `small_linear_T`'s parameters in order; views checked, live (caller).
         unsafe { self.launch("small_linear", config, &args) }
     }
@@ -593,8 +595,6 @@ impl Ops {
     }
 }
 
-/// Largest h of the LayerNorm kernels' one-warp-per-row path (`LN_WARP_MAX_H`).
-const NORM_WARP_MAX_H: usize = 1024;
 /// Rows per block on the one-warp-per-row path (`LDT_THREADS / 32`).
 const NORM_ROWS_PER_BLOCK: u64 = THREADS as u64 / 32;
 
