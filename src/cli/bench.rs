@@ -3,11 +3,11 @@
 //! `python/peer_bench.py`.
 
 use super::bench_profile::Profiler;
-use super::config_flags::ConfigFlags;
 use super::device_flags::DeviceFlags;
 use super::progress;
 use anyhow::Result;
 use clap::Args;
+use linear_dit::ConfigOverrides;
 use linear_dit::limits::{bytes_of, check_alloc, checked_product};
 use linear_dit::runtime::forward_bytes;
 use linear_dit::{Grid, InitKind, Input, Tensor, Weights};
@@ -46,13 +46,13 @@ pub struct BenchArgs {
     #[arg(long)]
     profile: bool,
     #[command(flatten)]
-    config: ConfigFlags,
+    config: ConfigOverrides,
     #[command(flatten)]
     device: DeviceFlags,
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
-    let overrides = args.config.overrides();
+    let overrides = args.config.clone();
     let weights = match &args.weights {
         Some(path) => Weights::load(path, &overrides)?,
         None => {

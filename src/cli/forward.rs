@@ -1,9 +1,9 @@
 //! `linear-dit forward`: one forward from a safetensors input file to a safetensors output.
 
-use super::config_flags::ConfigFlags;
 use super::device_flags::DeviceFlags;
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use linear_dit::ConfigOverrides;
 use linear_dit::tensor_file::{TensorFile, write_tensors};
 use linear_dit::{Grid, Input, Tensor, Weights};
 use std::collections::HashMap;
@@ -26,13 +26,13 @@ pub struct ForwardArgs {
     #[arg(long)]
     grid: Option<Grid>,
     #[command(flatten)]
-    config: ConfigFlags,
+    config: ConfigOverrides,
     #[command(flatten)]
     device: DeviceFlags,
 }
 
 pub fn run(args: ForwardArgs) -> Result<()> {
-    let weights = Weights::load(&args.weights, &args.config.overrides())?;
+    let weights = Weights::load(&args.weights, &args.config)?;
     let model = args.device.model(&weights)?;
     let file = TensorFile::open(&args.input)?;
     let read = |name: &str| -> Result<Tensor> {

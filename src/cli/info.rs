@@ -1,8 +1,8 @@
 //! `linear-dit info`: a config's parameter count, FLOPs and shapes.
 
-use super::config_flags::ConfigFlags;
 use anyhow::Result;
 use clap::Args;
+use linear_dit::ConfigOverrides;
 use linear_dit::Weights;
 use linear_dit::model::config::{ConfigSources, FieldSource};
 use std::path::PathBuf;
@@ -20,11 +20,11 @@ pub struct InfoArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    config: ConfigFlags,
+    config: ConfigOverrides,
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
-    let overrides = args.config.overrides();
+    let overrides = args.config.clone();
     let (config, storage, sources) = match &args.weights {
         Some(path) => {
             let weights = Weights::load(path, &overrides)?;

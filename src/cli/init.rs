@@ -1,9 +1,9 @@
 //! `linear-dit init`: write freshly initialised weights.
 
-use super::config_flags::ConfigFlags;
 use super::progress;
 use anyhow::{Context, Result};
 use clap::Args;
+use linear_dit::ConfigOverrides;
 use linear_dit::{DType, InitKind, Weights};
 use std::path::PathBuf;
 
@@ -23,11 +23,11 @@ pub struct InitArgs {
     #[arg(long, default_value = "f32")]
     dtype: DType,
     #[command(flatten)]
-    config: ConfigFlags,
+    config: ConfigOverrides,
 }
 
 pub fn run(args: InitArgs) -> Result<()> {
-    let config = args.config.overrides().to_config()?;
+    let config = args.config.clone().to_config()?;
     // At its peak, init holds every parameter as f32 and, for bf16/f16, the converted copy
     // being written: refuse a config over the budget before allocating anything.
     let params = config.param_count()?;

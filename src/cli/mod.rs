@@ -6,7 +6,6 @@ mod bench_profile;
 #[cfg(not(feature = "cuda"))]
 #[path = "bench_profile_unavailable.rs"]
 mod bench_profile;
-mod config_flags;
 mod device_flags;
 mod doctor;
 mod forward;

@@ -1,11 +1,11 @@
 //! `linear-dit sample`: generate images with a trained model and write them as a PNG grid
 //! (and optionally as a tensor file).
 
-use super::config_flags::ConfigFlags;
 use super::device_flags::DeviceFlags;
 use super::progress;
 use anyhow::{Context, Result, bail};
 use clap::Args;
+use linear_dit::ConfigOverrides;
 use linear_dit::image::{default_columns, default_scale, write_png_grid};
 use linear_dit::sampling::ModelDescription;
 use linear_dit::sampling::{
@@ -67,13 +67,13 @@ pub struct SampleArgs {
     #[arg(long)]
     scale: Option<usize>,
     #[command(flatten)]
-    config: ConfigFlags,
+    config: ConfigOverrides,
     #[command(flatten)]
     device: DeviceFlags,
 }
 
 pub fn run(args: SampleArgs) -> Result<()> {
-    let weights = Weights::load(&args.weights, &args.config.overrides())?;
+    let weights = Weights::load(&args.weights, &args.config)?;
     let config = weights.config().clone();
     let mut description = ModelDescription::from_weights(&weights)?;
     if let Some(size) = args.size {

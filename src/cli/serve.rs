@@ -1,10 +1,10 @@
 //! `linear-dit serve`: the HTTP server (and, with `--grpc-port`, the gRPC one) with
 //! step-level continuous batching.
 
-use super::config_flags::ConfigFlags;
 use super::device_flags::DeviceFlags;
 use anyhow::{Context, Result};
 use clap::Args;
+use linear_dit::ConfigOverrides;
 use linear_dit::engine::{Engine, EngineConfig};
 use linear_dit::sampling::ModelDescription;
 use linear_dit::server::{AppState, HttpLimits, serve_with_grpc};
@@ -68,13 +68,13 @@ pub struct ServeArgs {
     #[arg(long)]
     size: Option<Grid>,
     #[command(flatten)]
-    config: ConfigFlags,
+    config: ConfigOverrides,
     #[command(flatten)]
     device: DeviceFlags,
 }
 
 pub fn run(args: ServeArgs) -> Result<()> {
-    let weights = Weights::load(&args.weights, &args.config.overrides())?;
+    let weights = Weights::load(&args.weights, &args.config)?;
     let mut description = ModelDescription::from_weights(&weights)?;
     if let Some(size) = args.size {
         description = description.with_image_size(size.rows, size.cols)?;

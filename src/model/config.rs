@@ -36,31 +36,40 @@ config_fields! {
     #[serde(deny_unknown_fields)]
     pub struct Config {
         /// Patch dimension D = channels × patch_size² (input and output width per token).
-        pub input_dim: usize => usize,
+        pub input_dim: usize => usize
+            | "Patch dimension D = channels × patch_size².",
         /// Transformer width h.
         #[serde(default = "defaults::hidden_size")]
-        pub hidden_size: usize => usize,
+        pub hidden_size: usize => usize
+            | "Transformer width h.",
         /// Number of Linear DiT blocks L.
         #[serde(default = "defaults::num_layers")]
-        pub num_layers: usize => usize,
+        pub num_layers: usize => usize
+            | "Number of blocks L.",
         /// Attention heads H; head_dim = h / H.
         #[serde(default = "defaults::num_heads")]
-        pub num_heads: usize => usize,
+        pub num_heads: usize => usize
+            | "Attention heads H (required with a weights file that has no config metadata, whose shapes cannot tell it).",
         /// MLP width m = round(h × mlp_ratio).
         #[serde(default = "defaults::mlp_ratio")]
-        pub mlp_ratio: f64 => f64,
+        pub mlp_ratio: f64 => f64
+            | "MLP width ratio, m = round(h × ratio).",
         /// Number of classes C; `None` is unconditional.
         #[serde(default)]
-        pub num_classes: Option<usize> => usize,
+        pub num_classes: Option<usize> => usize
+            | "Number of classes C.",
         /// Diffusion steps of the training schedule; valid timesteps lie in `[0, num_steps)`.
         #[serde(default = "defaults::num_steps")]
-        pub num_steps: usize => usize,
+        pub num_steps: usize => usize
+            | "Diffusion steps of the training schedule (required with a weights file that has no config metadata).",
         /// Patch size p used by [`crate::patchify`] / [`crate::unpatchify`].
         #[serde(default = "defaults::patch_size")]
-        pub patch_size: usize => usize,
+        pub patch_size: usize => usize
+            | "Patch size p.",
         /// Architecture flavor.
         #[serde(default)]
-        pub flavor: Flavor => Flavor,
+        pub flavor: Flavor => Flavor
+            | "Architecture flavor: dit or edifice.",
     }
 }
 

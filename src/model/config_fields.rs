@@ -33,7 +33,8 @@ impl<T: Clone> FieldValue<T> for Option<T> {
     }
 }
 
-/// Declares `Config` (as written, attributes included) and, from the same field list:
+/// Declares `Config` (as written, attributes included; after each field's type, the type an
+/// override gives and the override's one-line help) and, from the same field list:
 /// `ConfigOverrides` (each field `Option<Given>`), `CONFIG_FIELDS`, `FIELD_COUNT`,
 /// `ConfigOverrides::{apply_to, set_fields, first_conflict}`, and the overrides that give
 /// exactly a config (`From<&Config>`).
@@ -43,7 +44,7 @@ macro_rules! config_fields {
         pub struct Config {
             $(
                 $(#[$field_meta:meta])*
-                pub $field:ident: $ty:ty => $given:ty,
+                pub $field:ident: $ty:ty => $given:ty | $help:literal,
             )*
         }
     ) => {
@@ -57,11 +58,18 @@ macro_rules! config_fields {
 
         /// Config fields given explicitly (command-line flags, a service's settings); unset
         /// fields come from the weights file, or from SPEC's defaults. Each field is
-        /// documented on [`Config`].
+        /// documented on [`Config`]; with the `cli` feature these are the command line's
+        /// config flags (`--hidden-size`, …), with the help written next to the field.
         #[derive(Debug, Clone, Default, PartialEq)]
+        #[cfg_attr(feature = "cli", derive(clap::Args))]
+        #[cfg_attr(
+            feature = "cli",
+            command(next_help_heading = "Model config (unset: the weights file's metadata, else SPEC's defaults, which `linear-dit info` prints)")
+        )]
         pub struct ConfigOverrides {
             $(
-                #[doc = concat!("[`Config::", stringify!($field), "`], when given.")]
+                #[doc = $help]
+                #[cfg_attr(feature = "cli", arg(long))]
                 pub $field: Option<$given>,
             )*
         }
