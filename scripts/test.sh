@@ -12,6 +12,7 @@ fi
 if [[ -d .cuda/lib ]]; then
     export LD_LIBRARY_PATH="$PWD/.cuda/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
+scripts/module-deps.py
 scripts/kernel-check.sh
 cargo test --all-targets "$@"
 scripts/lean-check.sh
