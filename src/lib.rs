@@ -5,13 +5,17 @@
 //! `Edifice.Generative.LinearDiT`). `docs/SPEC.md` is the contract for the math, the weights file
 //! and the command line.
 //!
-//! The crate is laid out as the runtime is:
-//! - [`config`]: hyper-parameters, validation, parameter and FLOP counts;
+//! The crate is laid out as the runtime is, each layer using only those before it:
+//! - [`model`]: the model definition — config, flavor rules, the tensor-name table, the adaLN
+//!   layout, fixed embeddings, validated inputs — importing no backend;
 //! - [`weights`]: safetensors loading (memory-mapped; canonical and Axon names), init, save;
-//! - [`model`]: the validated forward, inputs, fixed embeddings, patchify;
 //! - [`backends`]: where the forward runs ([`backends::cpu`] is the reference);
+//! - [`runtime`]: [`Model`], a model definition on a backend;
+//! - [`sampling`]: schedules, samplers, step batching and [`sampling::ModelDescription`];
 //! - `engine` and `server` (with their features): step-level continuous batching, and the
 //!   HTTP/gRPC server on top of it.
+//!
+//! [`dtype`], [`tensor`], [`tensor_file`], [`limits`] and [`error`] are shared by all.
 //!
 //! ## Features
 //!

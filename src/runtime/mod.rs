@@ -46,7 +46,7 @@ impl Model {
         })
     }
 
-    /// A model over an already built backend (e.g. a [`crate::backends::cuda::CudaBackend`]
+    /// A model over an already built backend (e.g. a `backends::cuda::CudaBackend`
     /// configured by hand).
     pub fn from_backend(config: Config, backend: Box<dyn Backend>) -> Self {
         Model { config, backend }

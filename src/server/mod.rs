@@ -1,9 +1,9 @@
 //! The HTTP server (axum) around an [`EngineHandle`]:
 //!
-//! - `POST /v1/generate` — images as PNG or safetensors ([`generate`]);
+//! - `POST /v1/generate` — images as PNG or safetensors (`generate.rs`);
 //! - `GET /healthz` (the process is up), `GET /readyz` (accepting requests), `GET /metrics`
 //!   (Prometheus text);
-//! - the Open Inference Protocol v2 REST endpoints ([`oip`]; JSON or binary tensor data) for
+//! - the Open Inference Protocol v2 REST endpoints (`oip.rs`; JSON or binary tensor data) for
 //!   a raw forward, and the same protocol over gRPC on its own port ([`grpc`]), so the server
 //!   drops into KServe/Triton-style infrastructure.
 

@@ -5,7 +5,7 @@
 //!
 //! Work is issued on a compute stream; inputs and outputs move through pinned staging
 //! buffers on a copy stream, ordered by events. The backend is `Send + Sync`: a mutex
-//! serialises forwards on the device (the serving engine runs one worker per device anyway).
+//! serialises forwards on the device (the serving engine runs one worker on one device anyway).
 
 mod arena;
 mod attention_variant;

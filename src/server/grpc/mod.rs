@@ -4,9 +4,9 @@
 //!
 //! It keeps every guarantee of the HTTP server: the same engine admission and limits (a
 //! ModelInfer is an [`crate::engine::EngineHandle::forward`]), a message limit equal to the
-//! HTTP body limit and the same body read timeout ([`calls`]), the connection limit and a
-//! graceful, bounded drain ([`listener`]), the client's `grpc-timeout` as the request's
-//! deadline, errors as gRPC status codes ([`status`]), every call counted by method and code
+//! HTTP body limit and the same body read timeout (`calls.rs`), the connection limit and a
+//! graceful, bounded drain (the listener), the client's `grpc-timeout` as the request's
+//! deadline, errors as gRPC status codes (`status.rs`), every call counted by method and code
 //! in `/metrics`, and readiness that tells the truth (ServerReady is false once the engine's
 //! worker failed or shutdown began).
 
