@@ -512,32 +512,22 @@ mod tests {
     /// The host's kernels: those `Ops` looks up for every storage type, and the attention
     /// instances (src/backends/cuda/attention_variant.rs).
     fn kernels_the_host_asks_for() -> Vec<String> {
-        use super::super::attention_variant::kernel_names;
+        use super::super::attention_variant::{REDUCE_KERNEL, kernel_names};
+        use super::super::ops::{TYPED, UNTYPED};
         use crate::dtype::DType;
         let mut names = Vec::new();
         for dtype in [DType::F32, DType::BF16, DType::F16] {
             names.extend(kernel_names(dtype));
             names.push(format!("cast_f32_to_{}", dtype.name()));
-            for typed in [
-                "norm_modulate",
-                "residual_norm_modulate",
-                "modulation_affine",
-                "small_linear",
-                "add_class_embedding",
-                "embed_add",
-                "bias_gelu_tanh",
-                "bias_gelu_erf",
-            ] {
+            for typed in TYPED {
                 names.push(format!("{typed}_{}", dtype.name()));
             }
         }
         names.extend(
-            [
-                "timestep_features_dit",
-                "timestep_features_edifice",
-                "class_onehot",
-            ]
-            .map(String::from),
+            UNTYPED
+                .iter()
+                .filter(|&&n| n != REDUCE_KERNEL)
+                .map(|n| n.to_string()),
         );
         names
     }

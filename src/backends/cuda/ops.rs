@@ -34,7 +34,7 @@ use super::kernel_constants::{
 };
 
 /// Kernels whose name carries a dtype suffix (the attention kernels: [`AttentionKernels`]).
-const TYPED: [&str; 8] = [
+pub(crate) const TYPED: [&str; 8] = [
     "norm_modulate",
     "residual_norm_modulate",
     "modulation_affine",
@@ -45,11 +45,11 @@ const TYPED: [&str; 8] = [
     "bias_gelu_erf",
 ];
 /// Kernels without one.
-const UNTYPED: [&str; 4] = [
+pub(crate) const UNTYPED: [&str; 4] = [
     "timestep_features_dit",
     "timestep_features_edifice",
     "class_onehot",
-    "linear_attention_reduce",
+    REDUCE_KERNEL,
 ];
 
 /// The kernels of one storage type, ready to launch on a stream.
