@@ -36,40 +36,40 @@ config_fields! {
     #[serde(deny_unknown_fields)]
     pub struct Config {
         /// Patch dimension D = channels × patch_size² (input and output width per token).
-        pub input_dim: usize => usize
-            | "Patch dimension D = channels × patch_size².",
+        pub input_dim: usize => usize, with_input_dim,
+            "Patch dimension D = channels × patch_size².",
         /// Transformer width h.
         #[serde(default = "defaults::hidden_size")]
-        pub hidden_size: usize => usize
-            | "Transformer width h.",
+        pub hidden_size: usize => usize, with_hidden_size,
+            "Transformer width h.",
         /// Number of Linear DiT blocks L.
         #[serde(default = "defaults::num_layers")]
-        pub num_layers: usize => usize
-            | "Number of blocks L.",
+        pub num_layers: usize => usize, with_num_layers,
+            "Number of blocks L.",
         /// Attention heads H; head_dim = h / H.
         #[serde(default = "defaults::num_heads")]
-        pub num_heads: usize => usize
-            | "Attention heads H (required with a weights file that has no config metadata, whose shapes cannot tell it).",
+        pub num_heads: usize => usize, with_num_heads,
+            "Attention heads H (required with a weights file that has no config metadata, whose shapes cannot tell it).",
         /// MLP width m = round(h × mlp_ratio).
         #[serde(default = "defaults::mlp_ratio")]
-        pub mlp_ratio: f64 => f64
-            | "MLP width ratio, m = round(h × ratio).",
+        pub mlp_ratio: f64 => f64, with_mlp_ratio,
+            "MLP width ratio, m = round(h × ratio).",
         /// Number of classes C; `None` is unconditional.
         #[serde(default)]
-        pub num_classes: Option<usize> => usize
-            | "Number of classes C.",
+        pub num_classes: Option<usize> => usize, with_num_classes,
+            "Number of classes C.",
         /// Diffusion steps of the training schedule; valid timesteps lie in `[0, num_steps)`.
         #[serde(default = "defaults::num_steps")]
-        pub num_steps: usize => usize
-            | "Diffusion steps of the training schedule (required with a weights file that has no config metadata).",
+        pub num_steps: usize => usize, with_num_steps,
+            "Diffusion steps of the training schedule (required with a weights file that has no config metadata).",
         /// Patch size p used by [`crate::patchify`] / [`crate::unpatchify`].
         #[serde(default = "defaults::patch_size")]
-        pub patch_size: usize => usize
-            | "Patch size p.",
+        pub patch_size: usize => usize, with_patch_size,
+            "Patch size p.",
         /// Architecture flavor.
         #[serde(default)]
-        pub flavor: Flavor => Flavor
-            | "Architecture flavor: dit or edifice.",
+        pub flavor: Flavor => Flavor, with_flavor,
+            "Architecture flavor: dit or edifice.",
     }
 }
 
@@ -95,7 +95,16 @@ mod defaults {
 }
 
 impl Config {
-    /// The SPEC defaults for a given patch dimension (unconditional, `dit` flavor).
+    /// The SPEC defaults for a given patch dimension (unconditional, `dit` flavor); change
+    /// fields with the `with_*` methods.
+    ///
+    /// ```
+    /// use linear_dit::{Config, Flavor};
+    /// let config = Config::new(4).with_hidden_size(64).with_num_classes(10).with_flavor(Flavor::Edifice);
+    /// assert_eq!((config.hidden_size, config.num_classes), (64, Some(10)));
+    /// # config.validate()?;
+    /// # Ok::<(), linear_dit::Error>(())
+    /// ```
     pub fn new(input_dim: usize) -> Self {
         Config {
             input_dim,

@@ -33,8 +33,9 @@ impl<T: Clone> FieldValue<T> for Option<T> {
     }
 }
 
-/// Declares `Config` (as written, attributes included; after each field's type, the type an
-/// override gives and the override's one-line help) and, from the same field list:
+/// Declares `Config` (as written, attributes included; after each field's type: the type an
+/// override gives, the builder method's name and the override's one-line help) and, from the
+/// same field list: the `Config::with_*` builder methods,
 /// `ConfigOverrides` (each field `Option<Given>`), `CONFIG_FIELDS`, `FIELD_COUNT`,
 /// `ConfigOverrides::{apply_to, set_fields, first_conflict}`, and the overrides that give
 /// exactly a config (`From<&Config>`).
@@ -44,7 +45,7 @@ macro_rules! config_fields {
         pub struct Config {
             $(
                 $(#[$field_meta:meta])*
-                pub $field:ident: $ty:ty => $given:ty | $help:literal,
+                pub $field:ident: $ty:ty => $given:ty, $setter:ident, $help:literal,
             )*
         }
     ) => {
@@ -71,6 +72,17 @@ macro_rules! config_fields {
                 #[doc = $help]
                 #[cfg_attr(feature = "cli", arg(long))]
                 pub $field: Option<$given>,
+            )*
+        }
+
+        impl Config {
+            $(
+                #[doc = concat!("This config with [`Config::", stringify!($field), "`] set to `value`.")]
+                pub fn $setter(mut self, value: $given) -> Self {
+                    use $crate::model::config_fields::FieldValue;
+                    self.$field = FieldValue::from_given(value);
+                    self
+                }
             )*
         }
 
