@@ -72,6 +72,6 @@ pub use backends::{Device, Precision};
 pub use dtype::DType;
 pub use error::{Error, Result};
 pub use model::{Config, ConfigOverrides, Flavor, Grid, Input, patchify, unpatchify};
-pub use runtime::Model;
+pub use runtime::{Model, SanaModel};
 pub use tensor::Tensor;
 pub use weights::{InitKind, Weights};

@@ -13,6 +13,7 @@ pub mod flavor;
 mod input;
 mod patchify;
 pub(crate) mod position_cache;
+pub mod sana;
 pub mod tensors;
 
 pub use config::{Config, ConfigOverrides};

@@ -10,6 +10,9 @@ use crate::tensor::Tensor;
 use crate::weights::Weights;
 use std::path::Path;
 
+mod sana;
+pub use sana::SanaModel;
+
 /// A loaded Linear DiT, ready to run forwards.
 ///
 /// `Model` is `Send + Sync` and holds no global state: load it once and call

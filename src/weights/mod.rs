@@ -2,10 +2,12 @@
 //! against the config's tensor layout, seeded initialisation and saving.
 
 mod axon;
+mod diffusers;
 mod infer;
 mod init;
 
 pub use crate::model::tensors::{Role, TensorSpec, tensor_layout};
+pub use diffusers::{SanaWeights, is_diffusers_folder};
 pub use init::InitKind;
 
 use crate::error::{Error, Result};

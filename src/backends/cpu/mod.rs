@@ -12,8 +12,10 @@ mod gemm;
 pub(crate) mod linear;
 pub(crate) mod norm;
 pub(crate) mod params;
+pub mod sana;
 
 pub use block::Block;
+pub use sana::SanaCpu;
 
 use super::Backend;
 use crate::error::Result;
