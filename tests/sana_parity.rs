@@ -122,3 +122,77 @@ fn param_counts_of_the_published_configs() {
         assert_eq!(config.param_count().unwrap(), expected, "{name}");
     }
 }
+
+/// Malformed inputs are errors that name the input, before any work.
+#[test]
+fn malformed_inputs_are_refused_by_name() {
+    let model = SanaModel::load(fixture("base/transformer")).unwrap();
+    let x = Tensor::zeros(vec![1, 4, 8, 8]);
+    let captions = Tensor::zeros(vec![1, 3, 12]);
+    let ok = SanaInput {
+        x: &x,
+        t: &[10.0],
+        captions: &captions,
+        mask: None,
+        guidance: None,
+    };
+    assert!(model.forward(&ok).is_ok());
+    let wrong_channels = Tensor::zeros(vec![1, 3, 8, 8]);
+    let wide_captions = Tensor::zeros(vec![1, 3, 13]);
+    let cases: Vec<(SanaInput<'_>, &str)> = vec![
+        (
+            SanaInput {
+                x: &wrong_channels,
+                ..ok
+            },
+            "`x`",
+        ),
+        (SanaInput { t: &[1e9], ..ok }, "`t`"),
+        (
+            SanaInput {
+                t: &[f32::NAN],
+                ..ok
+            },
+            "`t`",
+        ),
+        (
+            SanaInput {
+                t: &[1.0, 2.0],
+                ..ok
+            },
+            "`t`",
+        ),
+        (
+            SanaInput {
+                captions: &wide_captions,
+                ..ok
+            },
+            "encoder_hidden_states",
+        ),
+        (
+            SanaInput {
+                mask: Some(&[1.0, 0.0]),
+                ..ok
+            },
+            "encoder_attention_mask",
+        ),
+        (
+            SanaInput {
+                mask: Some(&[1.0, 2.0, 0.0]),
+                ..ok
+            },
+            "encoder_attention_mask",
+        ),
+        (
+            SanaInput {
+                guidance: Some(&[4.5]),
+                ..ok
+            },
+            "guidance",
+        ),
+    ];
+    for (input, name) in cases {
+        let err = model.forward(&input).unwrap_err().to_string();
+        assert!(err.contains(name), "{name}: {err}");
+    }
+}

@@ -5,6 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use linear_dit::ConfigOverrides;
 use linear_dit::tensor_file::{TensorFile, write_tensors};
+use linear_dit::weights::is_diffusers_folder;
 use linear_dit::{Grid, Input, Tensor, Weights};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,7 +14,9 @@ use std::path::PathBuf;
 /// from --input, write the predicted noise `eps` [B,N,D] (F32) to --output.
 #[derive(Debug, Args)]
 pub struct ForwardArgs {
-    /// Weights file (safetensors; canonical or Edifice/Axon names).
+    /// Weights file (safetensors; canonical or Edifice/Axon names), or a diffusers SANA model
+    /// folder: then --input holds `x` [B,C,H,W], `t` [B], `encoder_hidden_states` [B,S,E]
+    /// (optional `encoder_attention_mask` [B,S], `guidance` [B]) and --output gets `v`.
     #[arg(long)]
     weights: PathBuf,
     /// Input safetensors with `x` (F32 [B,N,D]), `t` (F32 [B]) and, with classes, `y` (I64 [B]).
@@ -32,6 +35,22 @@ pub struct ForwardArgs {
 }
 
 pub fn run(args: ForwardArgs) -> Result<()> {
+    if is_diffusers_folder(&args.weights) {
+        // The folder's config.json is the whole config: a flag that would change it, or a
+        // grid the latents' own (H, W) decide, is refused rather than ignored.
+        if args.config.set_fields().iter().any(|&set| set) || args.grid.is_some() {
+            bail!(
+                "{}: a diffusers SANA folder takes its config from config.json and its grid from x's (H, W); drop the config and --grid flags",
+                args.weights.display()
+            );
+        }
+        return super::sana::forward(
+            &args.weights,
+            args.device.backend,
+            &args.input,
+            &args.output,
+        );
+    }
     let weights = Weights::load(&args.weights, &args.config)?;
     let model = args.device.model(&weights)?;
     let file = TensorFile::open(&args.input)?;

@@ -5,12 +5,14 @@ use clap::Args;
 use linear_dit::ConfigOverrides;
 use linear_dit::Weights;
 use linear_dit::model::config::{ConfigSources, FieldSource};
+use linear_dit::weights::is_diffusers_folder;
 use std::path::PathBuf;
 
 /// Print a model's config, exact parameter count and FLOPs per token.
 #[derive(Debug, Args)]
 pub struct InfoArgs {
-    /// Read the config from this weights file (its metadata, or its tensor shapes).
+    /// Read the config from this weights file (its metadata, or its tensor shapes), or from
+    /// a diffusers SANA model folder (`config.json`; see docs/SPEC.md §9).
     #[arg(long)]
     weights: Option<PathBuf>,
     /// Tokens per sample used for `flops_per_token` (per-sample work is divided by it).
@@ -24,6 +26,9 @@ pub struct InfoArgs {
 }
 
 pub fn run(args: InfoArgs) -> Result<()> {
+    if let Some(folder) = args.weights.as_deref().filter(|p| is_diffusers_folder(p)) {
+        return super::sana::info(folder, args.json);
+    }
     let overrides = args.config.clone();
     let (config, storage, sources) = match &args.weights {
         Some(path) => {

@@ -14,6 +14,7 @@ mod init;
 mod loadgen;
 mod progress;
 mod sample;
+mod sana;
 mod serve;
 
 use anyhow::Result;
