@@ -27,6 +27,25 @@ fn cli(args: &[&str]) -> (bool, String, String) {
     )
 }
 
+/// `forward` on a fixture variant's transformer folder and input, writing `output`.
+fn forward(variant: &Path, output: &Path, extra: &[&str]) -> (bool, String, String) {
+    let (folder, input) = (
+        variant.join("transformer"),
+        variant.join("input.safetensors"),
+    );
+    let mut args = vec![
+        "forward",
+        "--weights",
+        folder.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    cli(&args)
+}
+
 #[test]
 fn info_reports_the_exact_parameter_count() {
     let folder = fixture("sprint/transformer");
@@ -47,15 +66,7 @@ fn forward_writes_diffusers_velocity() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("v.safetensors");
     let variant = fixture("patch2_nonsquare");
-    let (ok, _, stderr) = cli(&[
-        "forward",
-        "--weights",
-        variant.join("transformer").to_str().unwrap(),
-        "--input",
-        variant.join("input.safetensors").to_str().unwrap(),
-        "--output",
-        out.to_str().unwrap(),
-    ]);
+    let (ok, _, stderr) = forward(&variant, &out, &[]);
     assert!(ok, "{stderr}");
     let read = |path: &Path| {
         let file = TensorFile::open(path).unwrap();
@@ -75,17 +86,7 @@ fn forward_writes_diffusers_velocity() {
 #[test]
 fn forward_refuses_config_flags_on_a_folder() {
     let variant = fixture("base");
-    let (ok, _, stderr) = cli(&[
-        "forward",
-        "--weights",
-        variant.join("transformer").to_str().unwrap(),
-        "--input",
-        variant.join("input.safetensors").to_str().unwrap(),
-        "--output",
-        "/dev/null",
-        "--hidden-size",
-        "64",
-    ]);
+    let (ok, _, stderr) = forward(&variant, Path::new("/dev/null"), &["--hidden-size", "64"]);
     assert!(!ok && stderr.contains("config.json"), "{stderr}");
 }
 

@@ -6,7 +6,7 @@
 use crate::backends::Device;
 use crate::backends::cpu::SanaCpu;
 use crate::error::{Error, Result};
-use crate::model::sana::{SanaConfig, SanaInput, sana_forward_bytes, validate_sana};
+use crate::model::sana::{SanaConfig, SanaDims, SanaInput, sana_forward_bytes, validate_sana};
 use crate::tensor::Tensor;
 use crate::weights::SanaWeights;
 use std::path::Path;
@@ -14,6 +14,7 @@ use std::path::Path;
 /// A `sana` model on a backend. `Send + Sync`.
 pub struct SanaModel {
     config: SanaConfig,
+    dims: SanaDims,
     cpu: SanaCpu,
 }
 
@@ -29,6 +30,7 @@ impl SanaModel {
         tracing::info!(backend = "cpu", flavor = "sana", "model ready");
         Ok(SanaModel {
             config: weights.config().clone(),
+            dims: weights.config().dims()?,
             cpu: SanaCpu::new(weights)?,
         })
     }
@@ -47,10 +49,7 @@ impl SanaModel {
     /// non-finite output is an error.
     pub fn forward(&self, input: &SanaInput<'_>) -> Result<Tensor> {
         let shape = validate_sana(&self.config, input)?;
-        crate::limits::check_alloc(
-            "the sana forward",
-            sana_forward_bytes(&self.config, &shape)?,
-        )?;
+        crate::limits::check_alloc("the sana forward", sana_forward_bytes(&self.dims, &shape))?;
         let span =
             tracing::debug_span!("sana_forward", batch = shape.batch, tokens = shape.tokens());
         let _guard = span.enter();

@@ -48,38 +48,10 @@ impl SanaWeights {
     /// a missing, unknown, mis-shaped or integer tensor is an error naming it.
     pub fn from_tensors(config: SanaConfig, tensors: BTreeMap<String, RawTensor>) -> Result<Self> {
         let table = sana_tensors(&config)?;
-        for spec in &table {
-            let tensor = tensors
-                .get(&spec.name)
-                .ok_or_else(|| Error::MissingTensor {
-                    name: spec.name.clone(),
-                    expected: spec.shape.clone(),
-                })?;
-            if tensor.shape != spec.shape {
-                return Err(Error::ShapeMismatch {
-                    name: spec.name.clone(),
-                    expected: spec.shape.clone(),
-                    actual: tensor.shape.clone(),
-                });
-            }
-            if tensor.dtype == DType::I64 {
-                return Err(Error::UnsupportedDtype {
-                    name: spec.name.clone(),
-                    dtype: tensor.dtype.to_string(),
-                    expected: "F32, BF16 or F16",
-                });
-            }
-        }
-        if tensors.len() != table.len() {
-            let known: std::collections::HashSet<&str> =
-                table.iter().map(|s| s.name.as_str()).collect();
-            if let Some((name, t)) = tensors.iter().find(|(n, _)| !known.contains(n.as_str())) {
-                return Err(Error::UnknownTensor {
-                    name: name.clone(),
-                    shape: t.shape.clone(),
-                });
-            }
-        }
+        super::check_tensors(
+            &tensors,
+            table.iter().map(|s| (s.name.as_str(), s.shape.as_slice())),
+        )?;
         Ok(SanaWeights {
             config,
             tensors,
@@ -116,16 +88,9 @@ impl SanaWeights {
         self.tensors.contains_key(name)
     }
 
-    /// The storage dtype: the widest of the tensors' dtypes.
+    /// The storage dtype: the one holding most of the parameters.
     pub fn storage_dtype(&self) -> DType {
-        let has = |dtype| self.tensors.values().any(|t| t.dtype == dtype);
-        if has(DType::F32) {
-            DType::F32
-        } else if has(DType::BF16) {
-            DType::BF16
-        } else {
-            DType::F16
-        }
+        super::storage_dtype(&self.tensors)
     }
 }
 

@@ -103,38 +103,10 @@ impl Weights {
     pub fn from_tensors(config: Config, tensors: BTreeMap<String, RawTensor>) -> Result<Self> {
         config.validate()?;
         let layout = tensor_layout(&config)?;
-        for spec in &layout {
-            let tensor = tensors
-                .get(&spec.name)
-                .ok_or_else(|| Error::MissingTensor {
-                    name: spec.name.clone(),
-                    expected: spec.shape.clone(),
-                })?;
-            if tensor.shape != spec.shape {
-                return Err(Error::ShapeMismatch {
-                    name: spec.name.clone(),
-                    expected: spec.shape.clone(),
-                    actual: tensor.shape.clone(),
-                });
-            }
-            if tensor.dtype == DType::I64 {
-                return Err(Error::UnsupportedDtype {
-                    name: spec.name.clone(),
-                    dtype: tensor.dtype.to_string(),
-                    expected: "F32, BF16 or F16",
-                });
-            }
-        }
-        if tensors.len() != layout.len() {
-            let known: std::collections::HashSet<&str> =
-                layout.iter().map(|s| s.name.as_str()).collect();
-            if let Some((name, t)) = tensors.iter().find(|(n, _)| !known.contains(n.as_str())) {
-                return Err(Error::UnknownTensor {
-                    name: name.clone(),
-                    shape: t.shape.clone(),
-                });
-            }
-        }
+        check_tensors(
+            &tensors,
+            layout.iter().map(|s| (s.name.as_str(), s.shape.as_slice())),
+        )?;
         Ok(Weights {
             config,
             tensors,
@@ -226,16 +198,59 @@ impl Weights {
 
     /// The dtype most of the parameters are stored in.
     pub fn storage_dtype(&self) -> DType {
-        let mut counts: HashMap<DType, usize> = HashMap::new();
-        for t in self.tensors.values() {
-            // Bytes over the element size: already checked against the shape at load.
-            *counts.entry(t.dtype).or_default() += t.bytes.as_slice().len() / t.dtype.size();
-        }
-        counts
-            .into_iter()
-            .max_by_key(|&(_, n)| n)
-            .map_or(DType::F32, |(d, _)| d)
+        storage_dtype(&self.tensors)
     }
+}
+
+/// Checks `tensors` against a model's table of (name, shape): every entry present with its
+/// exact shape and a float dtype, and nothing else; the error names the tensor.
+pub(crate) fn check_tensors<'a>(
+    tensors: &BTreeMap<String, RawTensor>,
+    table: impl ExactSizeIterator<Item = (&'a str, &'a [usize])> + Clone,
+) -> Result<()> {
+    for (name, shape) in table.clone() {
+        let tensor = tensors.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            expected: shape.to_vec(),
+        })?;
+        if tensor.shape != shape {
+            return Err(Error::ShapeMismatch {
+                name: name.to_string(),
+                expected: shape.to_vec(),
+                actual: tensor.shape.clone(),
+            });
+        }
+        if tensor.dtype == DType::I64 {
+            return Err(Error::UnsupportedDtype {
+                name: name.to_string(),
+                dtype: tensor.dtype.to_string(),
+                expected: "F32, BF16 or F16",
+            });
+        }
+    }
+    if tensors.len() != table.len() {
+        let known: std::collections::HashSet<&str> = table.map(|(name, _)| name).collect();
+        if let Some((name, t)) = tensors.iter().find(|(n, _)| !known.contains(n.as_str())) {
+            return Err(Error::UnknownTensor {
+                name: name.clone(),
+                shape: t.shape.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The dtype holding most of the parameters.
+pub(crate) fn storage_dtype(tensors: &BTreeMap<String, RawTensor>) -> DType {
+    let mut counts: HashMap<DType, usize> = HashMap::new();
+    for t in tensors.values() {
+        // Bytes over the element size: already checked against the shape at load.
+        *counts.entry(t.dtype).or_default() += t.bytes.as_slice().len() / t.dtype.size();
+    }
+    counts
+        .into_iter()
+        .max_by_key(|&(_, n)| n)
+        .map_or(DType::F32, |(d, _)| d)
 }
 
 /// The config of a file without `linear_dit.config` metadata: the fields the shapes show,

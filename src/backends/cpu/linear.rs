@@ -58,3 +58,10 @@ pub fn linear_rows(x: &[f32], rows: usize, linear: &Linear) -> Vec<f32> {
     linear_into(x, rows, 1, linear, &mut out, true);
     out
 }
+
+/// `x [rows, in] → [rows, out]` with bias, as one GEMM over the rows of one sample.
+pub fn linear_tokens(x: &[f32], rows: usize, linear: &Linear) -> Vec<f32> {
+    let mut out = vec![0.0f32; rows * linear.out];
+    linear_into(x, 1, rows, linear, &mut out, true);
+    out
+}

@@ -12,10 +12,10 @@ mod gemm;
 pub(crate) mod linear;
 pub(crate) mod norm;
 pub(crate) mod params;
-pub mod sana;
+pub(crate) mod sana;
 
 pub use block::Block;
-pub use sana::SanaCpu;
+pub(crate) use sana::SanaCpu;
 
 use super::Backend;
 use crate::error::Result;

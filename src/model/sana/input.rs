@@ -1,7 +1,7 @@
 //! The inputs of one `sana` forward (SPEC §9, "Forward input") and their validation: every
 //! size is checked before anything is allocated from it.
 
-use super::config::SanaConfig;
+use super::config::{SanaConfig, SanaDims};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 
@@ -189,8 +189,7 @@ pub fn validate_sana(config: &SanaConfig, input: &SanaInput<'_>) -> Result<SanaS
 /// allocation: per image token the stream, its norm, q/k/v, two attention outputs and the
 /// Mix-FFN's 2m + m values (+ the patch features), per caption token its projection and
 /// cross k/v, per sample the modulation vectors; all f32.
-pub fn sana_forward_bytes(config: &SanaConfig, shape: &SanaShape) -> Result<u128> {
-    let d = config.dims()?;
+pub fn sana_forward_bytes(d: &SanaDims, shape: &SanaShape) -> u128 {
     let h = d.hidden as u128;
     let cross = (d.cross_heads * d.cross_head_dim) as u128;
     let per_token = 7 * h
@@ -201,5 +200,5 @@ pub fn sana_forward_bytes(config: &SanaConfig, shape: &SanaShape) -> Result<u128
     let batch = shape.batch as u128;
     let values =
         batch * (shape.tokens() as u128 * per_token + shape.texts as u128 * per_text + 8 * h);
-    Ok(values * 4)
+    values * 4
 }

@@ -8,7 +8,7 @@ mod params;
 
 use crate::backends::cpu::activation::{gelu_tanh, silu};
 use crate::backends::cpu::conditioning::modulated_affine;
-use crate::backends::cpu::linear::{linear_into, linear_rows};
+use crate::backends::cpu::linear::{linear_into, linear_rows, linear_tokens};
 use crate::backends::cpu::norm::norm_rows;
 use crate::error::{Error, Result};
 use crate::model::sana::embedding::{sincos_positions, timestep_features};
@@ -107,9 +107,9 @@ impl SanaCpu {
         let activated: Vec<f32> = condition.iter().map(|&c| silu(c)).collect();
         let time6 = linear_rows(&activated, 1, &p.time_linear);
         // 3. Captions: Linear, tanh GELU, Linear, RMSNorm.
-        let mut text = linear_rows_n(s.captions, shape.texts, &p.caption_first);
+        let mut text = linear_tokens(s.captions, shape.texts, &p.caption_first);
         text.iter_mut().for_each(|v| *v = gelu_tanh(*v));
-        let mut text = linear_rows_n(&text, shape.texts, &p.caption_second);
+        let mut text = linear_tokens(&text, shape.texts, &p.caption_second);
         rms_norm_rows(&mut text, p.caption_norm.as_slice(), RMS_NORM_EPS);
         let bias: Vec<f32> = match s.mask {
             Some(mask) => mask.iter().map(|m| (1.0 - m) * MASKED_TOKEN_BIAS).collect(),
@@ -135,21 +135,21 @@ impl SanaCpu {
                 tokens,
                 &modulated_affine(None, &shift_msa, &scale_msa, h, eps),
             );
-            let mut q = linear_rows_n(&normed, tokens, &block.self_q);
-            let mut k = linear_rows_n(&normed, tokens, &block.self_k);
-            let v = linear_rows_n(&normed, tokens, &block.self_v);
+            let mut q = linear_tokens(&normed, tokens, &block.self_q);
+            let mut k = linear_tokens(&normed, tokens, &block.self_k);
+            let v = linear_tokens(&normed, tokens, &block.self_v);
             if let Some((norm_q, norm_k)) = &block.self_qk_norm {
                 rms_norm_rows(&mut q, norm_q.as_slice(), RMS_NORM_EPS);
                 rms_norm_rows(&mut k, norm_k.as_slice(), RMS_NORM_EPS);
             }
             let mut attended = vec![0.0f32; tokens * h];
             relu_linear_attention(&q, &k, &v, &mut attended, d.heads, d.head_dim);
-            let projected = linear_rows_n(&attended, tokens, &block.self_out);
+            let projected = linear_tokens(&attended, tokens, &block.self_out);
             add_gated(&mut x, &projected, Some(&gate_msa));
             // Cross-attention on the un-normalised stream (diffusers applies no norm here).
-            let mut q = linear_rows_n(&x, tokens, &block.cross_q);
-            let mut k = linear_rows_n(&text, shape.texts, &block.cross_k);
-            let v = linear_rows_n(&text, shape.texts, &block.cross_v);
+            let mut q = linear_tokens(&x, tokens, &block.cross_q);
+            let mut k = linear_tokens(&text, shape.texts, &block.cross_k);
+            let v = linear_tokens(&text, shape.texts, &block.cross_v);
             if let Some((norm_q, norm_k)) = &block.cross_qk_norm {
                 rms_norm_rows(&mut q, norm_q.as_slice(), RMS_NORM_EPS);
                 rms_norm_rows(&mut k, norm_k.as_slice(), RMS_NORM_EPS);
@@ -164,7 +164,7 @@ impl SanaCpu {
                 d.cross_heads,
                 d.cross_head_dim,
             );
-            let projected = linear_rows_n(&attended, tokens, &block.cross_out);
+            let projected = linear_tokens(&attended, tokens, &block.cross_out);
             add_gated(&mut x, &projected, None);
             // Mix-FFN on LN(x)(·γ + β)·(1 + scale) + shift.
             let affine = block
@@ -192,20 +192,9 @@ impl SanaCpu {
             tokens,
             &modulated_affine(None, &shift, &scale, h, FINAL_NORM_EPS),
         );
-        let out = linear_rows_n(&normed, tokens, &p.proj_out);
+        let out = linear_tokens(&normed, tokens, &p.proj_out);
         unpatchify(&out, d.out_channels, shape, d.patch)
     }
-}
-
-/// `x [rows, in] → [rows, out]` with bias, as one GEMM.
-fn linear_rows_n(
-    x: &[f32],
-    rows: usize,
-    linear: &crate::backends::cpu::params::Linear,
-) -> Vec<f32> {
-    let mut out = vec![0.0f32; rows * linear.out];
-    linear_into(x, 1, rows, linear, &mut out, true);
-    out
 }
 
 /// `x += gate ⊙ y` per row (`gate` is `[h]`; `None` is 1).
