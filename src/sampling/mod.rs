@@ -1,9 +1,11 @@
 //! Diffusion sampling for ε-prediction models: noise schedules, samplers (DDPM, DDIM,
 //! DPM-Solver++(2M)), classifier-free guidance, deterministic per-request noise, and the
 //! step-level API through which many independent requests advance in one batched forward.
+//! [`flow`] samples the flow-matching `sana` flavor.
 
 mod batch;
 mod description;
+pub mod flow;
 pub mod metadata;
 mod schedule;
 mod solver;

@@ -200,7 +200,7 @@ pub struct NoiseKey {
 
 impl NoiseKey {
     /// Fills `out` with the standard normal noise of `step` (0 = the initial x_T).
-    fn fill(&self, step: u32, out: &mut [f32]) {
+    pub(crate) fn fill(&self, step: u32, out: &mut [f32]) {
         NormalStream::new(self.seed, (u64::from(self.image) << 32) | u64::from(step)).fill(0, out);
     }
 }

@@ -6,16 +6,18 @@ use super::tensors::TIME_FREQUENCY_WIDTH;
 
 /// diffusers' `Timesteps(256, flip_sin_to_cos=True, downscale_freq_shift=0)` of `t`:
 /// `[cos(t·f_k) …, sin(t·f_k) …]` with `f_k = exp(−ln(10⁴)·k/128)`, all in f32 as
-/// `get_timestep_embedding` computes it.
+/// `get_timestep_embedding` computes it. torch's f32 `exp`, `sin` and `cos` are (nearly
+/// always) correctly rounded, which the libm f32 functions are not: at t ≈ 1000 one ulp of
+/// f_k moves t·f_k by 6e-5, so each is evaluated in f64 and rounded once to f32.
 pub fn timestep_features(t: f32) -> [f32; TIME_FREQUENCY_WIDTH] {
     let half = TIME_FREQUENCY_WIDTH / 2;
     let mut out = [0.0f32; TIME_FREQUENCY_WIDTH];
     let log_period = -(10_000f64.ln() as f32);
     for k in 0..half {
         let exponent = log_period * k as f32 / half as f32;
-        let arg = t * exponent.exp();
-        out[k] = arg.cos();
-        out[half + k] = arg.sin();
+        let arg = t * (f64::from(exponent).exp() as f32);
+        out[k] = f64::from(arg).cos() as f32;
+        out[half + k] = f64::from(arg).sin() as f32;
     }
     out
 }
