@@ -15,6 +15,7 @@ mod loadgen;
 mod progress;
 mod sample;
 mod sana;
+mod sana_sample;
 mod serve;
 
 use anyhow::Result;
@@ -52,7 +53,8 @@ pub enum Command {
     Forward(forward::ForwardArgs),
     /// Measure forward throughput (ms/forward, tokens/s, GFLOP/s).
     Bench(bench::BenchArgs),
-    /// Generate images with a trained model (DDIM, DDPM or DPM-Solver++, guidance) into a PNG.
+    /// Generate images with a trained model (DDIM, DDPM or DPM-Solver++, guidance) into a PNG;
+    /// SANA latents from caption embeddings (flow-dpmpp2m, flow-euler, scm).
     Sample(sample::SampleArgs),
     /// Serve a trained model over HTTP with step-level continuous batching.
     Serve(serve::ServeArgs),

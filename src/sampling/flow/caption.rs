@@ -2,9 +2,17 @@
 //! states `[S, caption_channels]` and their attention mask, checked once per request and
 //! shared by every image and step of it.
 
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::model::sana::{MAX_TEXT_TOKENS, SanaConfig};
 use crate::tensor::Tensor;
+use crate::tensor_file::TensorFile;
+
+/// The tensor of a captions file that holds the embeddings.
+pub const CAPTION_EMBEDS: &str = "prompt_embeds";
+
+/// The tensor of a captions file that holds the mask (optional).
+pub const CAPTION_MASK: &str = "prompt_attention_mask";
 
 /// One caption: `[S, caption_channels]` embeddings and `[S]` mask values (1 keeps a token,
 /// 0 drops it).
@@ -68,6 +76,57 @@ impl Caption {
         }
         let embeds = Tensor::new(vec![texts, width], embeds.into_data())?;
         Ok(Caption { embeds, mask })
+    }
+
+    /// The captions of a safetensors file as the SANA pipelines' `encode_prompt` returns
+    /// them: [`CAPTION_EMBEDS`] (F32/BF16/F16 `[S, caption_channels]` or `[1, S, …]`) and,
+    /// optionally, [`CAPTION_MASK`] (I64 or float `[S]` or `[1, S]`). Any other tensor is
+    /// refused by name, so a misspelt mask is not silently ignored.
+    pub fn from_file(config: &SanaConfig, file: &TensorFile) -> Result<Self> {
+        let name = |what: &str| format!("{}: {what}", file.path().display());
+        if let Some(other) = file
+            .names()
+            .into_iter()
+            .find(|n| *n != CAPTION_EMBEDS && *n != CAPTION_MASK)
+        {
+            return Err(Error::input(
+                "prompt_embeds",
+                name(&format!(
+                    "holds a tensor `{other}`; a captions file holds `{CAPTION_EMBEDS}` and optionally `{CAPTION_MASK}`"
+                )),
+            ));
+        }
+        if !file.contains(CAPTION_EMBEDS) {
+            return Err(Error::input(
+                "prompt_embeds",
+                name(&format!("has no tensor `{CAPTION_EMBEDS}`")),
+            ));
+        }
+        let embeds = Tensor::from_raw(CAPTION_EMBEDS, &file.tensor(CAPTION_EMBEDS)?)?;
+        let mask = match file.contains(CAPTION_MASK) {
+            false => None,
+            true => {
+                let raw = file.tensor(CAPTION_MASK)?;
+                if !matches!(raw.shape.as_slice(), [_] | [1, _]) {
+                    return Err(Error::input(
+                        "prompt_attention_mask",
+                        name(&format!(
+                            "has shape {:?}; expected [S] or [1, S]",
+                            raw.shape
+                        )),
+                    ));
+                }
+                Some(match raw.dtype {
+                    DType::I64 => raw
+                        .to_i64_vec(CAPTION_MASK)?
+                        .into_iter()
+                        .map(|v| v as f32)
+                        .collect(),
+                    _ => raw.to_f32_vec(CAPTION_MASK)?,
+                })
+            }
+        };
+        Caption::new(config, embeds, mask)
     }
 
     /// Caption tokens S.

@@ -16,7 +16,7 @@ pub use batch::{
     SanaRequest, SanaStepBatch, SanaStepRows, request_sana_trajectories, run_to_end, sample_sana,
     stack_latents, step_all_sana,
 };
-pub use caption::Caption;
+pub use caption::{CAPTION_EMBEDS, CAPTION_MASK, Caption};
 pub use kind::FlowSamplerKind;
 pub use params::{DEFAULT_SANA_GUIDANCE, FlowParams, FlowPlan, SCM_SIGMA_DATA};
 pub use schedule::{
