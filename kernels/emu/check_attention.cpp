@@ -232,7 +232,8 @@ template <typename T> void attention_cases(const AttentionKernels<T>& k, Rng& rn
     }
     if (k.map == Map::Relu) {  // SANA: d = 32, several heads; and the ε cases
         if (g_opt.quick) {
-            cases = {{2, 7, 3, 32}, {1, 7, 1, 32, 256, false, true}, {1, 20, 1, 64, 5, true}};
+            cases = {{2, 7, 3, 32}, {1, 7, 1, 32, 256, false, true}, {1, 20, 1, 64, 5, true},
+                     {1, 40, 1, 128, 16}};
         } else {
             cases.push_back({2, 15, 4, 32});
             cases.push_back({3, 300, 2, 32, 256, false, true});
