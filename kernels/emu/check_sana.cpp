@@ -100,6 +100,7 @@ template <typename T> void rms_cases(RmsKernel<T> k, Rng& rng) {
     std::vector<Case> cases;
     if (g_opt.quick) {
         cases = {{7, 64, true}, {3, 2240}, {5, 33, false, false, true}, {4, 72, false, true},
+                 {24, 64, false, false, true},
                  {9, 64, false, false, false, true}};
     } else {
         cases = {{1, 64},         {7, 64, true},  {300, 64},       {16, 1024},
