@@ -46,7 +46,7 @@ emu=kernels/emu
 cxx=(g++ -std=c++20 -Wall -Wextra -Werror -Wno-unknown-pragmas -pthread)
 harness_sources=("$emu"/runtime.cpp "$emu"/ptx_models.cpp "$emu"/kernel_check.cpp
     "$emu"/emu_selftest.cpp "$emu"/check_pointwise.cpp "$emu"/check_small_linear.cpp
-    "$emu"/check_norm.cpp "$emu"/check_attention.cpp)
+    "$emu"/check_norm.cpp "$emu"/check_attention.cpp "$emu"/check_sana.cpp)
 
 # kernel_files KERNEL_DIR: the kernel sources and headers under KERNEL_DIR (not emu/), sorted.
 kernel_files() {
@@ -212,6 +212,22 @@ run_mutants() {
         's|#define LDT_FP16_MAX 65504.0f|#define LDT_FP16_MAX 65520.0f|'
     mutant mma-drops-lo-part linear_attention/policies.cuh attention run \
         's|mma_tf32\(acc\[mt\]\[nt\], alo\[mt\], b\);|// mutant: lo part dropped|'
+    # The sana kernels: the ReLU attention's ε and map, the RMSNorm ε, the conv's padding edge
+    # and staging barrier, the softmax's mask, the final layer's shared timestep row.
+    mutant relu-eps linear_attention/params.cuh attention run \
+        's|#define LINATTN_RELU_EPS 1e-15f|#define LINATTN_RELU_EPS 1e-12f|'
+    mutant relu-map-identity linear_attention/params.cuh attention run \
+        's|return z > 0\.0f \? z : 0\.0f;|return z;|'
+    mutant eps-rms-norm rms_norm.cu sana run \
+        's|rsqrtf\(total / \(float\)a\.h \+ a\.eps\)|rsqrtf(total / (float)a.h + 10.0f * a.eps)|'
+    mutant conv-padding-edge depthwise_conv_glu.cu sana run \
+        's|gx >= 0 && gx < a\.cols|gx >= 0 \&\& gx <= a.cols|'
+    mutant sync-conv-staging depthwise_conv_glu.cu sana run \
+        's|__syncthreads\(\);  // the halo is staged|// mutant: barrier deleted|'
+    mutant softmax-no-mask masked_softmax.cu sana run \
+        's|return scale \* s\[j\] \+ \(1\.0f - mask\[j\]\) \* SMX_MASKED_BIAS;|return scale * s[j];|'
+    mutant table-ignores-row-stride modulation.cu sana run \
+        's|\(long long\)r \* row_stride|(long long)r * h|'
     # Inline PTX without a CPU model must not compile.
     mutant unmodelled-asm common.cuh pointwise build \
         's|^LDT_DEVICE float silu\(float x\) \{ return x / \(1.0f \+ expf\(-x\)\); \}|LDT_DEVICE float silu(float x) { float e; asm("ex2.approx.f32 %0, %1;" : "=f"(e) : "f"(-x)); return x / (1.0f + e); }|'

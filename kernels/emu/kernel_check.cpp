@@ -5,7 +5,7 @@
 //
 //   kernel_check [--quick] [--only=FAMILY] [--seed=N] [--list]
 //     --quick   the subset the sanitizer builds run (small sizes)
-//     --only    one family: pointwise, small_linear, norm, attention, emulator
+//     --only    one family: pointwise, small_linear, norm, attention, sana, emulator
 //     --list    print the names of the kernels the harness covers and exit
 // Tolerances: kernel_check.hpp.
 
@@ -55,6 +55,19 @@ const char* const kKernels[] = {
     "linear_attention_partial_f16_d64", "linear_attention_apply_f16_d64",
     "linear_attention_partial_f16_d128", "linear_attention_apply_f16_d128",
     "linear_attention_reduce",
+    "modulation_table_f32", "modulation_table_bf16", "modulation_table_f16",
+    "rms_norm_f32", "rms_norm_bf16", "rms_norm_f16",
+    "depthwise_conv_glu_f32", "depthwise_conv_glu_bf16", "depthwise_conv_glu_f16",
+    "masked_softmax_f32", "masked_softmax_bf16", "masked_softmax_f16",
+    "linear_attention_relu_partial_f32_d32", "linear_attention_relu_apply_f32_d32",
+    "linear_attention_relu_partial_f32_d64", "linear_attention_relu_apply_f32_d64",
+    "linear_attention_relu_partial_f32_d128", "linear_attention_relu_apply_f32_d128",
+    "linear_attention_relu_partial_bf16_d32", "linear_attention_relu_apply_bf16_d32",
+    "linear_attention_relu_partial_bf16_d64", "linear_attention_relu_apply_bf16_d64",
+    "linear_attention_relu_partial_bf16_d128", "linear_attention_relu_apply_bf16_d128",
+    "linear_attention_relu_partial_f16_d32", "linear_attention_relu_apply_f16_d32",
+    "linear_attention_relu_partial_f16_d64", "linear_attention_relu_apply_f16_d64",
+    "linear_attention_relu_partial_f16_d128", "linear_attention_relu_apply_f16_d128",
 };
 
 void fail_line(const std::string& kernel, const std::string& what, const std::string& detail) {
@@ -172,7 +185,7 @@ int main(int argc, char** argv) {
         void (*run)();
     } families[] = {{"emulator", check_emulator},   {"pointwise", check_pointwise},
                     {"small_linear", check_small_linear}, {"norm", check_norm},
-                    {"attention", check_attention}};
+                    {"attention", check_attention}, {"sana", check_sana}};
     bool known = g_opt.only.empty();
     for (const auto& f : families) {
         if (g_opt.only.empty() || g_opt.only == f.name) {

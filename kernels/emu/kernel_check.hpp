@@ -193,6 +193,7 @@ void check_pointwise();
 void check_small_linear();
 void check_norm();
 void check_attention();
+void check_sana();
 void check_emulator();
 
 }  // namespace kc

@@ -40,7 +40,9 @@ LDT_EMU_PER_TYPE(LDT_EMU_DECL)
 #define LDT_EMU_DECL(S, T)                                                                   \
     void modulation_affine_##S(const float* mod, int mod_stride, int shift_col,              \
                                int scale_col, const T* gamma, const T* beta,                 \
-                               float* scale_out, float* shift_out, int batch, int h);
+                               float* scale_out, float* shift_out, int batch, int h);    \
+    void modulation_table_##S(const float* mod, int mod_stride, int row_stride,             \
+                              const T* table, float* out, int batch, int table_rows, int h);
 LDT_EMU_PER_TYPE(LDT_EMU_DECL)
 #undef LDT_EMU_DECL
 
@@ -69,6 +71,18 @@ LDT_EMU_PER_TYPE(LDT_EMU_DECL)
 LDT_EMU_PER_TYPE(LDT_EMU_DECL)
 #undef LDT_EMU_DECL
 
+// rms_norm.cu, depthwise_conv_glu.cu, masked_softmax.cu (sana)
+#define LDT_EMU_DECL(S, T)                                                                   \
+    void rms_norm_##S(const T* x, int x_stride, T* out, int out_stride, const T* weight,    \
+                      int rows, int h, float eps);                                           \
+    void depthwise_conv_glu_##S(const T* in, const T* in_bias, const T* weight,             \
+                                const T* bias, T* out, int batch, int rows, int cols,        \
+                                int m);                                                      \
+    void masked_softmax_##S(const float* scores, T* probs, const float* mask,               \
+                            int rows_per_sample, int texts, int batch, float scale);
+LDT_EMU_PER_TYPE(LDT_EMU_DECL)
+#undef LDT_EMU_DECL
+
 // linear_attention/: pass 2 (reduce.cu), and passes 1 and 3 per head-dim class
 // (instances/partial_*.cu, instances/apply_*.cu).
 void linear_attention_reduce(const float* partial, float* state, int groups, int num_chunks,
@@ -78,7 +92,13 @@ void linear_attention_reduce(const float* partial, float* state, int groups, int
                                               int tokens, int heads, int head_dim,           \
                                               int chunk);                                    \
     void linear_attention_apply_##S##_d##DP(const T* qkv, const float* state, T* out,       \
-                                            int batch, int tokens, int heads, int head_dim);
+                                            int batch, int tokens, int heads, int head_dim);  \
+    void linear_attention_relu_partial_##S##_d##DP(const T* qkv, float* partial, int batch, \
+                                                   int tokens, int heads, int head_dim,      \
+                                                   int chunk);                               \
+    void linear_attention_relu_apply_##S##_d##DP(const T* qkv, const float* state, T* out,  \
+                                                 int batch, int tokens, int heads,           \
+                                                 int head_dim);
 #define LDT_EMU_DECL(S, T)                                                                   \
     LDT_EMU_DECL_CLASS(S, T, 32) LDT_EMU_DECL_CLASS(S, T, 64) LDT_EMU_DECL_CLASS(S, T, 128)
 LDT_EMU_PER_TYPE(LDT_EMU_DECL)

@@ -1,6 +1,8 @@
-// linear_attention/apply.cuh: pass 3 of linear attention, O = φ(Q) S / (φ(Q)·z + 1e-6).
+// linear_attention/apply.cuh: pass 3 of linear attention, O = φ(Q) S / (φ(Q)·z + ε).
 //
 // linear_attention_apply_<T>_d<DP>(qkv, state, out, batch, tokens, heads, head_dim)
+//   φ = ELU + 1, ε = 1e-6
+// linear_attention_relu_apply_<T>_d<DP>(…the same…)   φ = ReLU, ε = 1e-15
 //   Block (tile, head, b) computes O for LINATTN_APPLY_TILE tokens from the state the reduce
 //   pass wrote (S row-major, then z, per (b, head)).
 //
@@ -19,7 +21,7 @@
 #include "linear_attention/policies.cuh"
 #include "linear_attention/staging.cuh"
 
-template <typename T, int DP, bool VEC, typename Acc>
+template <typename T, int DP, bool VEC, typename Acc, typename Phi>
 LDT_DEVICE void apply_tile(const T* qkv, const float* state, T* out,
                            const AttentionProblem& problem, float* ss, float* qs, float* den) {
     constexpr int TILE = LINATTN_APPLY_TILE;
@@ -89,7 +91,7 @@ LDT_DEVICE void apply_tile(const T* qkv, const float* state, T* out,
             float p = 0.0f;
 #pragma unroll
             for (int e = 0; e < NV; ++e) {
-                f[e] = ok ? phi(f[e]) : 0.0f;
+                f[e] = ok ? Phi::map(f[e]) : 0.0f;
                 p += f[e] * zs[ch + e];
             }
             store_shared<NV>(qs + t * LINATTN_QSTRIDE + lc * NV, f);
@@ -107,7 +109,7 @@ LDT_DEVICE void apply_tile(const T* qkv, const float* state, T* out,
     }
 
     if (tid < TILE) {
-        den[tid] = 1.0f / (den[tid] + LINATTN_EPS);
+        den[tid] = 1.0f / (den[tid] + Phi::eps());
     }
     __syncthreads();
     // (j, j + 1) with j even: one store of two values when d is even (j < d ⇒ j + 1 < d).
@@ -131,15 +133,15 @@ LDT_DEVICE void apply_tile(const T* qkv, const float* state, T* out,
     });
 }
 
-template <typename T, int DP, bool VEC>
+template <typename T, int DP, bool VEC, typename Phi>
 LDT_DEVICE void apply_dispatch(const T* qkv, const float* state, T* out,
                                const AttentionProblem& problem, float* ss, float* qs, float* den) {
     using Acc = typename ApplyPolicy<T, DP>::type;
-    apply_tile<T, DP, VEC, Acc>(qkv, state, out, problem, ss, qs, den);
+    apply_tile<T, DP, VEC, Acc, Phi>(qkv, state, out, problem, ss, qs, den);
 }
 
-// The body of the kernel instance of storage T and head-dim class DP.
-template <typename T, int DP>
+// The body of the kernel instance of storage T, head-dim class DP and feature map Phi.
+template <typename T, int DP, typename Phi>
 LDT_DEVICE void linear_attention_apply(const T* qkv, const float* state, T* out, int tokens,
                                        int heads, int d) {
     extern __shared__ float4 linattn_dynamic_smem[];
@@ -152,21 +154,27 @@ LDT_DEVICE void linear_attention_apply(const T* qkv, const float* state, T* out,
     }
     // The dynamic shared memory is sized for LINATTN_PAD(d) = DP, whichever path.
     if (d % Vec16<T>::N != 0 || !is_aligned(qkv, 16)) {
-        apply_dispatch<T, DP, false>(qkv, state, out, problem, ss, qs, den);
+        apply_dispatch<T, DP, false, Phi>(qkv, state, out, problem, ss, qs, den);
     } else {
-        apply_dispatch<T, DP, true>(qkv, state, out, problem, ss, qs, den);
+        apply_dispatch<T, DP, true, Phi>(qkv, state, out, problem, ss, qs, den);
     }
 }
 
-// The kernel instance linear_attention_apply_<SUFFIX>_d<DP> (instances/apply_*.cu: one
-// translation unit each, so each gets its own register allocation).
-#define LDT_LINEAR_ATTENTION_APPLY(SUFFIX, T, DP)                                             \
+// The kernel instances linear_attention_apply_<SUFFIX>_d<DP> (φ = ELU + 1) and
+// linear_attention_relu_apply_<SUFFIX>_d<DP> (φ = ReLU) (instances/apply_*.cu: one
+// translation unit each, so each compiles on its own core).
+#define LDT_LINEAR_ATTENTION_APPLY_KERNEL(NAME, T, DP, PHI)                                   \
     extern "C" __global__ void __launch_bounds__(LDT_THREADS, 2)                              \
-        linear_attention_apply_##SUFFIX##_d##DP(const T* qkv, const float* state, T* out,     \
-                                                int batch, int tokens, int heads,             \
-                                                int head_dim) {                               \
+        NAME(const T* qkv, const float* state, T* out, int batch, int tokens, int heads,      \
+             int head_dim) {                                                                  \
         (void)batch;                                                                          \
-        linear_attention_apply<T, DP>(qkv, state, out, tokens, heads, head_dim);              \
+        linear_attention_apply<T, DP, PHI>(qkv, state, out, tokens, heads, head_dim);         \
     }
+#define LDT_LINEAR_ATTENTION_APPLY(SUFFIX, T, DP)                                             \
+    LDT_LINEAR_ATTENTION_APPLY_KERNEL(linear_attention_apply_##SUFFIX##_d##DP, T, DP,         \
+                                      FeatureEluPlusOne)
+#define LDT_LINEAR_ATTENTION_RELU_APPLY(SUFFIX, T, DP)                                        \
+    LDT_LINEAR_ATTENTION_APPLY_KERNEL(linear_attention_relu_apply_##SUFFIX##_d##DP, T, DP,    \
+                                      FeatureRelu)
 
 #endif  // LINEAR_DIT_LINEAR_ATTENTION_APPLY_CUH

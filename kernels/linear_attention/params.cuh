@@ -1,11 +1,14 @@
 // linear_attention/params.cuh: the constants of the linear-attention kernels and the struct
 // that describes one problem, shared by the three passes (partial.cuh, reduce.cu, apply.cuh).
 //
-// Non-causal linear attention (Katharopoulos et al. 2020), per sample b and head,
-// φ(z) = ELU(z) + 1, no 1/√d (SPEC, "The block"):
+// Non-causal linear attention (Katharopoulos et al. 2020), per sample b and head, no 1/√d:
 //
 //   S = Σ_n φ(K_n)ᵀ V_n   [d, d]      z = Σ_n φ(K_n)   [d]
-//   O_n = φ(Q_n) S / (φ(Q_n) · z + 1e-6)
+//   O_n = φ(Q_n) S / (φ(Q_n) · z + ε)
+//
+// The feature map φ and its ε are a template parameter of passes 1 and 3 (FeatureMap below):
+// ELU(z) + 1 with ε = 1e-6 (dit, edifice: SPEC, "The block"), or ReLU with ε = 1e-15 (sana:
+// SPEC §9, diffusers' SanaLinearAttnProcessor2_0, which also computes in fp32).
 //
 // Q, K and V are read in place from the qkv projection, T [R, 3h]: Q = columns 0…h−1,
 // K = h…2h−1, V = 2h…3h−1, head j's channels j·d … j·d+d−1 of each. The output is T [R, h]
@@ -33,8 +36,22 @@
 // φ(Q) channels staged per step of the apply kernel, and the row stride they are staged with.
 #define LINATTN_KC 32
 #define LINATTN_QSTRIDE (LINATTN_KC + 4)
-// The denominator's stabiliser (SPEC).
+// The denominator's stabilisers (SPEC): of the ELU + 1 map, and of the ReLU map (sana).
 #define LINATTN_EPS 1e-6f
+#define LINATTN_RELU_EPS 1e-15f
+
+// The feature maps: map(z) = φ(z), and eps() the ε of the denominator that goes with it (an
+// attention is defined by the pair). Static functions rather than constexpr members: both
+// nvcc and NVRTC accept them in device code without flags.
+struct FeatureEluPlusOne {
+    static LDT_DEVICE float map(float z) { return phi(z); }
+    static LDT_DEVICE float eps() { return LINATTN_EPS; }
+};
+// ReLU; NaN maps to 0 (z > 0 is false), as the CPU twin's f32::max(z, 0).
+struct FeatureRelu {
+    static LDT_DEVICE float map(float z) { return z > 0.0f ? z : 0.0f; }
+    static LDT_DEVICE float eps() { return LINATTN_RELU_EPS; }
+};
 
 // One attention problem, from a kernel's arguments: `tokens` tokens per sample, `heads` heads
 // of `d` channels each. The block's sample and head come from blockIdx (y: head, z: sample).

@@ -2,6 +2,7 @@
 // φ(K) over one chunk of tokens.
 //
 // linear_attention_partial_<T>_d<DP>(qkv, partial, batch, tokens, heads, head_dim, chunk)
+// linear_attention_relu_partial_<T>_d<DP>(…the same…)   φ = ReLU instead of ELU + 1
 //   Block (c, head, b) sums its tokens [c·chunk, min((c+1)·chunk, tokens)) into S_c
 //   (row-major, i·d + j) and z_c, written to
 //   partial + ((b·heads + head)·num_chunks + c)·(d·d + d)   (S_c first, then z_c),
@@ -36,7 +37,7 @@ template <typename T, int DP> struct PartialTileFloats {
     static constexpr int N = VEC > SCALAR ? VEC : SCALAR;
 };
 
-template <typename T, int DP, bool VEC, typename Acc>
+template <typename T, int DP, bool VEC, typename Acc, typename Phi>
 LDT_DEVICE void partial_chunk(const T* qkv, float* partial, const AttentionProblem& problem,
                               int chunk, int num_chunks, float* tile, float* zred) {
     using Shape = PartialShape<T, DP>;
@@ -103,7 +104,7 @@ LDT_DEVICE void partial_chunk(const T* qkv, float* partial, const AttentionProbl
             unpack_raw<T, VEC>(vr[l], vf);
 #pragma unroll
             for (int e = 0; e < NV; ++e) {
-                kf[e] = ok ? phi(kf[e]) : 0.0f;
+                kf[e] = ok ? Phi::map(kf[e]) : 0.0f;
                 vf[e] = ok ? vf[e] : 0.0f;
             }
             store_shared<NV>(ks + t * STRIDE + lc * NV, kf);
@@ -168,17 +169,17 @@ LDT_DEVICE void partial_chunk(const T* qkv, float* partial, const AttentionProbl
     }
 }
 
-template <typename T, int DP, bool VEC>
+template <typename T, int DP, bool VEC, typename Phi>
 LDT_DEVICE void partial_dispatch(const T* qkv, float* partial,
                                  const AttentionProblem& problem, int chunk, int num_chunks,
                                  float* tile, float* zred) {
     using Shape = PartialShape<T, DP>;
     using Acc = typename PartialPolicy<T, DP, Shape::TT, Shape::STRIDE>::type;
-    partial_chunk<T, DP, VEC, Acc>(qkv, partial, problem, chunk, num_chunks, tile, zred);
+    partial_chunk<T, DP, VEC, Acc, Phi>(qkv, partial, problem, chunk, num_chunks, tile, zred);
 }
 
-// The body of the kernel instance of storage T and head-dim class DP.
-template <typename T, int DP>
+// The body of the kernel instance of storage T, head-dim class DP and feature map Phi.
+template <typename T, int DP, typename Phi>
 LDT_DEVICE void linear_attention_partial(const T* qkv, float* partial, int tokens, int heads,
                                          int d, int chunk) {
     __shared__ __align__(16) float tile[PartialTileFloats<T, DP>::N];
@@ -189,21 +190,27 @@ LDT_DEVICE void linear_attention_partial(const T* qkv, float* partial, int token
         return;  // a grid larger than asked for, or a head dim of another class (or too large)
     }
     if (d % Vec16<T>::N != 0 || !is_aligned(qkv, 16)) {  // the rare scalar path: DP = 128
-        partial_dispatch<T, 128, false>(qkv, partial, problem, chunk, num_chunks, tile, zred);
+        partial_dispatch<T, 128, false, Phi>(qkv, partial, problem, chunk, num_chunks, tile, zred);
     } else {
-        partial_dispatch<T, DP, true>(qkv, partial, problem, chunk, num_chunks, tile, zred);
+        partial_dispatch<T, DP, true, Phi>(qkv, partial, problem, chunk, num_chunks, tile, zred);
     }
 }
 
-// The kernel instance linear_attention_partial_<SUFFIX>_d<DP> (instances/partial_*.cu: one
-// translation unit each, so each gets its own register allocation).
-#define LDT_LINEAR_ATTENTION_PARTIAL(SUFFIX, T, DP)                                           \
+// The kernel instances linear_attention_partial_<SUFFIX>_d<DP> (φ = ELU + 1) and
+// linear_attention_relu_partial_<SUFFIX>_d<DP> (φ = ReLU) (instances/partial_*.cu: one
+// translation unit each, so each compiles on its own core).
+#define LDT_LINEAR_ATTENTION_PARTIAL_KERNEL(NAME, T, DP, PHI)                                 \
     extern "C" __global__ void __launch_bounds__(LDT_THREADS, 2)                              \
-        linear_attention_partial_##SUFFIX##_d##DP(const T* qkv, float* partial, int batch,    \
-                                                  int tokens, int heads, int head_dim,        \
-                                                  int chunk) {                                \
+        NAME(const T* qkv, float* partial, int batch, int tokens, int heads, int head_dim,    \
+             int chunk) {                                                                     \
         (void)batch;                                                                          \
-        linear_attention_partial<T, DP>(qkv, partial, tokens, heads, head_dim, chunk);       \
+        linear_attention_partial<T, DP, PHI>(qkv, partial, tokens, heads, head_dim, chunk);  \
     }
+#define LDT_LINEAR_ATTENTION_PARTIAL(SUFFIX, T, DP)                                           \
+    LDT_LINEAR_ATTENTION_PARTIAL_KERNEL(linear_attention_partial_##SUFFIX##_d##DP, T, DP,     \
+                                        FeatureEluPlusOne)
+#define LDT_LINEAR_ATTENTION_RELU_PARTIAL(SUFFIX, T, DP)                                      \
+    LDT_LINEAR_ATTENTION_PARTIAL_KERNEL(linear_attention_relu_partial_##SUFFIX##_d##DP, T,    \
+                                        DP, FeatureRelu)
 
 #endif  // LINEAR_DIT_LINEAR_ATTENTION_PARTIAL_CUH
