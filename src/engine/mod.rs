@@ -267,8 +267,8 @@ impl Engine {
         config: EngineConfig,
     ) -> Result<EngineHandle, EngineError> {
         let flavor = Flavor::Sana {
-            config: model.config().clone(),
-            dims: model.config().dims()?,
+            config: Box::new(model.config().clone()),
+            dims: Box::new(model.config().dims()?),
         };
         Engine::start_served(Served::Sana(model), flavor, "cpu (sana)".into(), config)
     }
@@ -351,7 +351,10 @@ enum Flavor {
         description: ModelDescription,
     },
     /// A `sana` model.
-    Sana { config: SanaConfig, dims: SanaDims },
+    Sana {
+        config: Box<SanaConfig>,
+        dims: Box<SanaDims>,
+    },
 }
 
 struct Inner {
@@ -475,7 +478,7 @@ impl EngineHandle {
             self.inner.metrics.record(e.outcome());
         }
         let row_tokens = checked?;
-        self.queue_forward(ForwardInput::Sana(forward, row_tokens))
+        self.queue_forward(ForwardInput::Sana(Box::new(forward), row_tokens))
             .await
     }
 
@@ -639,7 +642,11 @@ impl EngineHandle {
             .unwrap_or_else(|| FlowParams::for_model(config));
         limits.check_counts(request.num_images, params.steps)?;
         let (height, width) = (request.height, request.width);
-        if height == 0 || width == 0 || height % dims.patch != 0 || width % dims.patch != 0 {
+        if height == 0
+            || width == 0
+            || !height.is_multiple_of(dims.patch)
+            || !width.is_multiple_of(dims.patch)
+        {
             return Err(Error::input(
                 "height",
                 format!(

@@ -87,7 +87,7 @@ pub enum ForwardInput {
         grid: Grid,
     },
     /// A `sana` forward, and its tokens per row (H/p · W/p).
-    Sana(SanaForward, usize),
+    Sana(Box<SanaForward>, usize),
 }
 
 /// A raw forward (the Open Inference Protocol endpoint), run between steps.

@@ -166,7 +166,7 @@ pub fn foreign_field(body: &[u8], fields: &[&str], owner: &str, served: &str) ->
 
 /// A side in pixels as latents: a positive multiple of [`SANA_VAE_FACTOR`].
 fn latent_side(field: &str, pixels: u64) -> Result<usize, String> {
-    if pixels == 0 || pixels % SANA_VAE_FACTOR != 0 {
+    if pixels == 0 || !pixels.is_multiple_of(SANA_VAE_FACTOR) {
         return Err(format!(
             "`{field}` is {pixels}; it must be a positive multiple of {SANA_VAE_FACTOR} pixels (the DC-AE's factor: latents are {field}/{SANA_VAE_FACTOR})"
         ));
