@@ -19,7 +19,10 @@ use common::{pseudo_random, tiny_class_conditional};
 use linear_dit::engine::{Engine, EngineConfig, EngineHandle};
 use linear_dit::model::sana::SanaInput;
 use linear_dit::sampling::flow::{Caption, FlowParams, FlowSamplerKind, SanaRequest, sample_sana};
-use linear_dit::server::{AppState, HttpLimits, serve};
+use linear_dit::server::grpc::proto::grpc_inference_service_client::GrpcInferenceServiceClient;
+use linear_dit::server::grpc::proto::model_infer_request::InferInputTensor;
+use linear_dit::server::grpc::proto::{ModelInferRequest, ModelMetadataRequest};
+use linear_dit::server::{AppState, HttpLimits, serve_with_grpc};
 use linear_dit::tensor_file::{RawTensor, TensorFile, serialize_tensors};
 use linear_dit::{Device, Model, SanaModel, Tensor};
 use serde_json::{Value, json};
@@ -41,6 +44,7 @@ fn model(name: &str) -> Arc<SanaModel> {
 /// A server around a `sana` engine.
 struct SanaServer {
     addr: SocketAddr,
+    grpc: SocketAddr,
     engine: EngineHandle,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -51,9 +55,12 @@ impl SanaServer {
         let engine = Engine::start_sana(model, config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let grpc_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let grpc = grpc_listener.local_addr().unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(serve(
+        let task = tokio::spawn(serve_with_grpc(
             listener,
+            Some(grpc_listener),
             AppState::new(engine.clone(), limits),
             async move {
                 let _ = stopped.await;
@@ -61,6 +68,7 @@ impl SanaServer {
         ));
         SanaServer {
             addr,
+            grpc,
             engine,
             stop,
             task,
@@ -937,4 +945,88 @@ fn serve_limits_that_cannot_hold_one_image_fail_at_start() {
     let small = EngineConfig::default().with_max_tokens_per_forward(127);
     let err = small.check_serves_sana(&config).unwrap_err().to_string();
     assert!(err.contains("2 rows of 64 tokens"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_infer_equals_the_forward() {
+    let model = model("sprint");
+    let server = SanaServer::start(
+        model.clone(),
+        EngineConfig::default(),
+        HttpLimits::default(),
+    )
+    .await;
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", server.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut client = GrpcInferenceServiceClient::new(channel);
+    let x = Tensor::new(vec![1, 4, 4, 8], pseudo_random(128, 81, 1.0)).unwrap();
+    let t = [0.7f32];
+    let captions = Tensor::new(vec![1, 4, 12], pseudo_random(48, 82, 1.0)).unwrap();
+    let mask = [1.0f32, 1.0, 0.0, 1.0];
+    let guidance = [0.45f32];
+    let input = |name: &str, shape: &[usize]| InferInputTensor {
+        name: name.into(),
+        datatype: "FP32".into(),
+        shape: shape.iter().map(|&d| d as i64).collect(),
+        parameters: Default::default(),
+        contents: None,
+    };
+    let le = |v: &[f32]| v.iter().flat_map(|f| f.to_le_bytes()).collect::<Vec<u8>>();
+    let request = ModelInferRequest {
+        model_name: "linear-dit".into(),
+        model_version: String::new(),
+        id: "g-1".into(),
+        parameters: Default::default(),
+        inputs: vec![
+            input("x", x.shape()),
+            input("t", &[1]),
+            input("encoder_hidden_states", captions.shape()),
+            input("encoder_attention_mask", &[1, 4]),
+            input("guidance", &[1]),
+        ],
+        outputs: Vec::new(),
+        raw_input_contents: vec![
+            le(x.data()),
+            le(&t),
+            le(captions.data()),
+            le(&mask),
+            le(&guidance),
+        ],
+    };
+    let answer = client.model_infer(request).await.unwrap().into_inner();
+    assert_eq!(answer.outputs[0].name, "v");
+    assert_eq!(answer.outputs[0].shape, vec![1, 4, 4, 8]);
+    let want = model
+        .forward(&SanaInput {
+            x: &x,
+            t: &t,
+            captions: &captions,
+            mask: Some(&mask),
+            guidance: Some(&guidance),
+        })
+        .unwrap();
+    assert_eq!(answer.raw_output_contents[0], le(want.data()));
+    let meta = client
+        .model_metadata(ModelMetadataRequest {
+            name: "linear-dit".into(),
+            version: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let names: Vec<&str> = meta.inputs.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "x",
+            "t",
+            "encoder_hidden_states",
+            "encoder_attention_mask",
+            "guidance"
+        ]
+    );
+    server.shutdown().await;
 }
