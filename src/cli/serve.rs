@@ -2,13 +2,14 @@
 //! step-level continuous batching.
 
 use super::device_flags::DeviceFlags;
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use linear_dit::ConfigOverrides;
-use linear_dit::engine::{Engine, EngineConfig};
+use linear_dit::engine::{Engine, EngineConfig, EngineHandle};
 use linear_dit::sampling::ModelDescription;
 use linear_dit::server::{AppState, HttpLimits, serve_with_grpc};
-use linear_dit::{Grid, Model, Weights};
+use linear_dit::weights::{SanaWeights, is_diffusers_folder};
+use linear_dit::{Grid, Model, SanaModel, Weights};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,7 +18,8 @@ use std::time::Duration;
 /// and, with --grpc-port, the Open Inference Protocol over gRPC.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Trained weights (e.g. assets/digits.safetensors).
+    /// Trained weights (e.g. assets/digits.safetensors), or a diffusers SANA model (or
+    /// pipeline) folder: then /v1/generate takes caption embeddings and answers latents.
     #[arg(long)]
     weights: PathBuf,
     /// Address to listen on.
@@ -73,19 +75,71 @@ pub struct ServeArgs {
     device: DeviceFlags,
 }
 
-pub fn run(args: ServeArgs) -> Result<()> {
-    let weights = Weights::load(&args.weights, &args.config)?;
-    let mut description = ModelDescription::from_weights(&weights)?;
-    if let Some(size) = args.size {
-        description = description.with_image_size(size.rows, size.cols)?;
+/// What the engine will serve, loaded and checked before any port is bound.
+enum Loaded {
+    Dit(Arc<Model>, ModelDescription),
+    Sana(Arc<SanaModel>),
+}
+
+impl Loaded {
+    fn start(
+        self,
+        config: EngineConfig,
+    ) -> std::result::Result<EngineHandle, linear_dit::engine::EngineError> {
+        match self {
+            Loaded::Dit(model, description) => {
+                Engine::start_with_description(model, description, config)
+            }
+            Loaded::Sana(model) => Engine::start_sana(model, config),
+        }
     }
-    let grid = description.default_grid()?;
-    let model = Arc::new(Model::with_precision(
-        &weights,
-        args.device.backend,
-        args.device.precision,
-    )?);
-    let config = EngineConfig::default()
+}
+
+pub fn run(args: ServeArgs) -> Result<()> {
+    let config = engine_config(&args);
+    let model = if is_diffusers_folder(&args.weights) {
+        // The folder's config.json is the whole config, and each request sets its size.
+        if args.config.set_fields().iter().any(|&set| set) || args.size.is_some() {
+            bail!(
+                "{}: a diffusers SANA folder takes its config from config.json and each request its height and width; drop the config and --size flags",
+                args.weights.display()
+            );
+        }
+        if !matches!(
+            args.device.precision,
+            linear_dit::Precision::Auto | linear_dit::Precision::Fixed(linear_dit::DType::F32)
+        ) {
+            bail!(
+                "--precision {}: the sana flavor runs in f32 on the CPU",
+                args.device.precision.as_str()
+            );
+        }
+        let weights = SanaWeights::load(&args.weights)?;
+        let model = SanaModel::new(&weights, args.device.backend)?;
+        // Limits that can never be met fail here, not on the first request.
+        config.check_serves_sana(weights.config())?;
+        Loaded::Sana(Arc::new(model))
+    } else {
+        let weights = Weights::load(&args.weights, &args.config)?;
+        let mut description = ModelDescription::from_weights(&weights)?;
+        if let Some(size) = args.size {
+            description = description.with_image_size(size.rows, size.cols)?;
+        }
+        let grid = description.default_grid()?;
+        let model = Arc::new(Model::with_precision(
+            &weights,
+            args.device.backend,
+            args.device.precision,
+        )?);
+        // Limits that can never be met fail here, not on the first request.
+        config.check_serves(weights.config(), grid)?;
+        Loaded::Dit(model, description)
+    };
+    serve(args, model, config)
+}
+
+fn engine_config(args: &ServeArgs) -> EngineConfig {
+    EngineConfig::default()
         .with_max_batch(args.max_batch)
         .with_max_tokens_per_forward(args.max_tokens)
         .with_max_queue(args.max_queue)
@@ -93,9 +147,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .with_max_steps_per_request(args.max_steps)
         .with_default_deadline(
             (args.deadline_ms > 0).then(|| Duration::from_millis(args.deadline_ms)),
-        );
-    // Limits that can never be met fail here, not on the first request.
-    config.check_serves(weights.config(), grid)?;
+        )
+}
+
+fn serve(args: ServeArgs, model: Loaded, config: EngineConfig) -> Result<()> {
     let max_body_bytes = usize::try_from(args.max_body_bytes)
         .context("--max-body-bytes does not fit this machine's address space")?;
     let limits = HttpLimits::default()
@@ -123,7 +178,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
             ),
             None => None,
         };
-        let engine = Engine::start_with_description(model, description, config)?;
+        let engine = model.start(config)?;
         if let Some(grpc) = &grpc {
             tracing::info!(address = %grpc.local_addr()?, "listening for gRPC");
         }

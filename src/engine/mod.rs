@@ -27,24 +27,30 @@
 mod metrics;
 mod queue;
 mod request;
+mod sana_request;
+mod work;
 mod worker;
 
 pub use metrics::{Histogram, Metrics, Outcome};
 pub use request::{EngineError, GenerateRequest, Generated, Generation, GenerationEvent, Progress};
+pub use sana_request::{SanaForward, SanaGenerateRequest};
 
 use crate::error::Error;
+use crate::model::sana::{SanaConfig, SanaDims, SanaShape, sana_forward_bytes, validate_sana};
 use crate::model::{Config, Grid, Input, validate};
-use crate::runtime::Model;
+use crate::runtime::{Model, SanaModel};
 use crate::sampling::ModelDescription;
+use crate::sampling::flow::{FlowParams, FlowPlan, SanaStepBatch, request_sana_trajectories};
 use crate::sampling::{
     SamplingPlan, StepBatch, check_sampling_size, image_classes, request_trajectories,
 };
 use crate::tensor::Tensor;
-use queue::{ForwardJob, GenerateJob, Job, Shared};
+use queue::{ForwardInput, ForwardJob, GenerateJob, Job, Shared};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
+use work::{Served, Work};
 
 /// Unread step reports a [`Generation`] buffers; beyond them the worker drops steps rather
 /// than wait for the reader (≈ 32 KiB per request at most). Requests of up to this many
@@ -161,9 +167,49 @@ impl EngineConfig {
         Ok(())
     }
 
+    /// [`Self::check_serves`] for a `sana` model: one image at the config's `sample_size`
+    /// (the resolution the model was trained at) must fit — two rows, as classifier-free
+    /// guidance runs them, for a model without `guidance_embeds`.
+    pub fn check_serves_sana(&self, model: &SanaConfig) -> Result<(), EngineError> {
+        self.validate()?;
+        let dims = model.dims()?;
+        let side = model.sample_size / dims.patch;
+        let (rows, tokens) = (2 - usize::from(model.guidance_embeds), side * side);
+        if !self.fits(rows, tokens) {
+            return Err(EngineError::Invalid(Error::config(
+                "max_batch",
+                format!(
+                    "({}) and max_tokens_per_forward ({}) cannot hold one image at the model's sample_size {}: it needs {rows} rows of {tokens} tokens",
+                    self.max_batch, self.max_tokens_per_forward, model.sample_size
+                ),
+            )));
+        }
+        Ok(())
+    }
+
     /// Whether one forward of `rows` rows of `tokens` tokens each is within the limits.
     fn fits(&self, rows: usize, tokens: usize) -> bool {
         rows <= self.max_batch && rows.saturating_mul(tokens) <= self.max_tokens_per_forward
+    }
+
+    /// Refuses a generate request of no images, or of more images or steps than allowed.
+    fn check_counts(&self, images: usize, steps: usize) -> Result<(), EngineError> {
+        if images == 0 {
+            return Err(Error::input("num_images", "must be at least 1").into());
+        }
+        if images > self.max_images_per_request {
+            return Err(EngineError::TooLarge(format!(
+                "{images} images; this engine serves at most {} per request",
+                self.max_images_per_request
+            )));
+        }
+        if steps > self.max_steps_per_request {
+            return Err(EngineError::TooLarge(format!(
+                "{steps} steps; this engine runs at most {} per request",
+                self.max_steps_per_request
+            )));
+        }
+        Ok(())
     }
 
     /// A request of `rows` rows of `tokens` tokens per forward, refused when it does not
@@ -205,12 +251,38 @@ impl Engine {
         description: ModelDescription,
         config: EngineConfig,
     ) -> Result<EngineHandle, EngineError> {
+        let flavor = Flavor::Dit {
+            config: model.config().clone(),
+            description,
+        };
+        let backend = model.describe_backend();
+        Engine::start_served(Served::Dit(model), flavor, backend, config)
+    }
+
+    /// Starts the worker thread for a `sana` model ([`EngineHandle::generate_sana`],
+    /// [`EngineHandle::forward_sana`]); otherwise as [`Self::start_with_description`]: the
+    /// same limits, batching, deadlines, cancellation, progress, metrics and panic guard.
+    pub fn start_sana(
+        model: Arc<SanaModel>,
+        config: EngineConfig,
+    ) -> Result<EngineHandle, EngineError> {
+        let flavor = Flavor::Sana {
+            config: Box::new(model.config().clone()),
+            dims: Box::new(model.config().dims()?),
+        };
+        Engine::start_served(Served::Sana(model), flavor, "cpu (sana)".into(), config)
+    }
+
+    fn start_served(
+        model: Served,
+        flavor: Flavor,
+        backend: String,
+        config: EngineConfig,
+    ) -> Result<EngineHandle, EngineError> {
         config.validate()?;
         let shared = Arc::new(Shared::default());
         let metrics = Arc::new(Metrics::default());
         let (done_tx, done_rx) = watch::channel(WorkerState::Running);
-        let model_config = model.config().clone();
-        let backend = model.describe_backend();
         let worker = {
             let (shared, metrics, config) = (shared.clone(), metrics.clone(), config.clone());
             std::thread::Builder::new()
@@ -244,8 +316,7 @@ impl Engine {
                 shared,
                 metrics,
                 config,
-                model_config,
-                description,
+                flavor,
                 backend,
                 next_id: AtomicU64::new(1),
                 done: done_rx,
@@ -253,6 +324,12 @@ impl Engine {
         })
     }
 }
+
+/// A validated generate job and where its answer will arrive.
+type Prepared = (
+    GenerateJob,
+    oneshot::Receiver<Result<Generated, EngineError>>,
+);
 
 /// Where the worker thread is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -266,12 +343,25 @@ pub enum WorkerState {
     Failed(String),
 }
 
+/// What the engine serves, as requests are checked against it.
+enum Flavor {
+    /// A DiT and what its requests default to.
+    Dit {
+        config: Config,
+        description: ModelDescription,
+    },
+    /// A `sana` model.
+    Sana {
+        config: Box<SanaConfig>,
+        dims: Box<SanaDims>,
+    },
+}
+
 struct Inner {
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
     config: EngineConfig,
-    model_config: Config,
-    description: ModelDescription,
+    flavor: Flavor,
     backend: String,
     next_id: AtomicU64,
     done: watch::Receiver<WorkerState>,
@@ -287,7 +377,7 @@ impl EngineHandle {
     /// Generates the request's images. Dropping the returned future cancels the request: its
     /// slot is freed at the next step.
     pub async fn generate(&self, request: GenerateRequest) -> Result<Generated, EngineError> {
-        let rx = self.submit(request, None)?;
+        let rx = self.submit(|progress| self.prepare(request, progress), None)?;
         self.answer(rx).await
     }
 
@@ -300,23 +390,54 @@ impl EngineHandle {
         request: GenerateRequest,
     ) -> Result<Generation, EngineError> {
         let (tx, progress) = mpsc::channel(request.params.steps.clamp(1, PROGRESS_BUFFER));
-        let answer = self.submit(request, Some(tx))?;
-        Ok(Generation {
+        let answer = self.submit(|progress| self.prepare(request, progress), Some(tx))?;
+        Ok(self.generation(progress, answer))
+    }
+
+    /// Generates a `sana` request's latents `[n, C, H, W]` (in [`Generated::images`]) on an
+    /// engine started with [`Engine::start_sana`]. Dropping the returned future cancels the
+    /// request: its slot is freed at the next step.
+    pub async fn generate_sana(
+        &self,
+        request: SanaGenerateRequest,
+    ) -> Result<Generated, EngineError> {
+        let rx = self.submit(|progress| self.prepare_sana(request, progress), None)?;
+        self.answer(rx).await
+    }
+
+    /// [`Self::generate_with_progress`] for a `sana` request.
+    pub fn generate_sana_with_progress(
+        &self,
+        request: SanaGenerateRequest,
+    ) -> Result<Generation, EngineError> {
+        let steps = request.params.as_ref().map_or(1, |p| p.steps);
+        let (tx, progress) = mpsc::channel(steps.clamp(1, PROGRESS_BUFFER));
+        let answer = self.submit(|progress| self.prepare_sana(request, progress), Some(tx))?;
+        Ok(self.generation(progress, answer))
+    }
+
+    fn generation(
+        &self,
+        progress: mpsc::Receiver<Progress>,
+        answer: oneshot::Receiver<Result<Generated, EngineError>>,
+    ) -> Generation {
+        Generation {
             progress,
             answer,
             held: None,
             finished: false,
             engine: self.clone(),
-        })
+        }
     }
 
-    /// Validates and queues a generate request; returns where its answer will arrive.
+    /// Validates (with `prepare`) and queues a generate request; returns where its answer
+    /// will arrive.
     fn submit(
         &self,
-        request: GenerateRequest,
+        prepare: impl FnOnce(Option<mpsc::Sender<Progress>>) -> Result<Prepared, EngineError>,
         progress: Option<mpsc::Sender<Progress>>,
     ) -> Result<oneshot::Receiver<Result<Generated, EngineError>>, EngineError> {
-        let (job, rx) = match self.prepare(request, progress) {
+        let (job, rx) = match prepare(progress) {
             Ok(prepared) => prepared,
             Err(e) => {
                 self.inner.metrics.record(e.outcome());
@@ -343,6 +464,26 @@ impl EngineHandle {
             self.inner.metrics.record(e.outcome());
         }
         let grid = checked?;
+        self.queue_forward(ForwardInput::Dit { x, t, y, grid })
+            .await
+    }
+
+    /// One raw `sana` forward (the velocity `[B, C_out, H, W]`), run by the worker between
+    /// steps, on an engine started with [`Engine::start_sana`]. As [`Self::forward`]: it
+    /// is validated here, against the model and the limits (`max_batch` rows,
+    /// `max_tokens_per_forward` tokens, B × H/p · W/p), before it is queued.
+    pub async fn forward_sana(&self, forward: SanaForward) -> Result<Tensor, EngineError> {
+        let checked = self.check_sana_forward(&forward);
+        if let Err(e) = &checked {
+            self.inner.metrics.record(e.outcome());
+        }
+        let row_tokens = checked?;
+        self.queue_forward(ForwardInput::Sana(Box::new(forward), row_tokens))
+            .await
+    }
+
+    /// Queues a checked raw forward under the default deadline and waits for its answer.
+    async fn queue_forward(&self, input: ForwardInput) -> Result<Tensor, EngineError> {
         let (reply, rx) = oneshot::channel();
         let deadline = self
             .inner
@@ -350,14 +491,43 @@ impl EngineHandle {
             .default_deadline
             .map(|limit| (Instant::now() + limit, limit));
         self.enqueue(Job::Forward(ForwardJob {
-            x,
-            t,
-            y,
-            grid,
+            input,
             deadline,
             reply,
         }))?;
         self.answer(rx).await
+    }
+
+    /// Validates a raw `sana` forward against the model and the limits; returns its tokens
+    /// per row.
+    fn check_sana_forward(&self, forward: &SanaForward) -> Result<usize, EngineError> {
+        let Flavor::Sana { config, dims } = &self.inner.flavor else {
+            return Err(self.wrong_flavor("a sana forward"));
+        };
+        let shape = validate_sana(config, &forward.input())?;
+        self.inner.config.check_fits(
+            shape.batch,
+            shape.tokens(),
+            format!(
+                "a forward of {} rows × {} tokens",
+                shape.batch,
+                shape.tokens()
+            ),
+        )?;
+        crate::limits::check_alloc("the sana forward", sana_forward_bytes(dims, &shape))?;
+        Ok(shape.tokens())
+    }
+
+    /// The refusal of a request for the flavor this engine does not serve.
+    fn wrong_flavor(&self, what: &str) -> EngineError {
+        let served = match self.inner.flavor {
+            Flavor::Dit { .. } => "a DiT model",
+            Flavor::Sana { .. } => "a sana model",
+        };
+        EngineError::Invalid(Error::input(
+            "request",
+            format!("is {what}, but this engine serves {served}"),
+        ))
     }
 
     /// The worker's answer, or why none came ([`Self::closed_error`]).
@@ -376,8 +546,11 @@ impl EngineHandle {
         y: Option<&[i64]>,
         grid: Option<Grid>,
     ) -> Result<Grid, EngineError> {
+        let Flavor::Dit { config, .. } = &self.inner.flavor else {
+            return Err(self.wrong_flavor("a DiT forward"));
+        };
         let input = Input { x, t, y, grid };
-        let shape = validate(&self.inner.model_config, &input)?;
+        let shape = validate(config, &input)?;
         self.inner.config.check_fits(
             shape.batch,
             shape.tokens,
@@ -402,33 +575,19 @@ impl EngineHandle {
         &self,
         request: GenerateRequest,
         progress: Option<mpsc::Sender<Progress>>,
-    ) -> Result<
-        (
-            GenerateJob,
-            oneshot::Receiver<Result<Generated, EngineError>>,
-        ),
-        EngineError,
-    > {
-        let config = &self.inner.model_config;
+    ) -> Result<Prepared, EngineError> {
+        let Flavor::Dit {
+            config,
+            description,
+        } = &self.inner.flavor
+        else {
+            return Err(self.wrong_flavor("a DiT generate request"));
+        };
         let limits = &self.inner.config;
-        if request.num_images == 0 {
-            return Err(Error::input("num_images", "must be at least 1").into());
-        }
-        if request.num_images > limits.max_images_per_request {
-            return Err(EngineError::TooLarge(format!(
-                "{} images; this engine serves at most {} per request",
-                request.num_images, limits.max_images_per_request
-            )));
-        }
-        if request.params.steps > limits.max_steps_per_request {
-            return Err(EngineError::TooLarge(format!(
-                "{} steps; this engine runs at most {} per request",
-                request.params.steps, limits.max_steps_per_request
-            )));
-        }
+        limits.check_counts(request.num_images, request.params.steps)?;
         let grid = match request.grid {
             Some(grid) => grid,
-            None => self.inner.description.default_grid()?,
+            None => description.default_grid()?,
         };
         let plan = SamplingPlan::new(config, &request.params)?;
         // Rows and tokens per step, checked before any trajectory is built.
@@ -450,17 +609,141 @@ impl EngineHandle {
         let rows: usize = trajectories.iter().map(StepBatch::rows_of).sum();
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("request", id, class = ?request.class_label, images = request.num_images, steps = request.params.steps);
-        let deadline = request
-            .deadline
-            .or(limits.default_deadline)
+        let work = Work::Dit { grid, trajectories };
+        let steps = request.params.steps;
+        Ok(self.job(
+            id,
+            work,
+            steps,
+            rows,
+            grid.tokens(),
+            request.deadline,
+            progress,
+            span,
+        ))
+    }
+
+    /// Validates a `sana` request and builds its trajectories; `progress` receives its
+    /// steps. Rows (images × (1 + guided)) and tokens (rows × H/p · W/p) are checked
+    /// against the limits, and the forward's memory against the allocation budget, before
+    /// any trajectory is built.
+    fn prepare_sana(
+        &self,
+        request: SanaGenerateRequest,
+        progress: Option<mpsc::Sender<Progress>>,
+    ) -> Result<Prepared, EngineError> {
+        let Flavor::Sana { config, dims } = &self.inner.flavor else {
+            return Err(self.wrong_flavor("a sana generate request"));
+        };
+        let limits = &self.inner.config;
+        let params = request
+            .params
+            .clone()
+            .unwrap_or_else(|| FlowParams::for_model(config));
+        limits.check_counts(request.num_images, params.steps)?;
+        let (height, width) = (request.height, request.width);
+        if height == 0
+            || width == 0
+            || !height.is_multiple_of(dims.patch)
+            || !width.is_multiple_of(dims.patch)
+        {
+            return Err(Error::input(
+                "height",
+                format!(
+                    "latents {height}×{width}: both must be positive multiples of patch_size = {}",
+                    dims.patch
+                ),
+            )
+            .into());
+        }
+        let captions = std::iter::once(&request.prompt).chain(&request.negative);
+        if let Some(c) = captions
+            .clone()
+            .find(|c| c.embeds().shape()[1] != config.caption_channels)
+        {
+            return Err(Error::input(
+                "prompt_embeds",
+                format!(
+                    "are {} wide; the model takes caption_channels = {}",
+                    c.embeds().shape()[1],
+                    config.caption_channels
+                ),
+            )
+            .into());
+        }
+        let plan = FlowPlan::new(config, &params)?;
+        let (rows_h, cols_w) = (height / dims.patch, width / dims.patch);
+        let row_tokens = rows_h.saturating_mul(cols_w);
+        let rows = request
+            .num_images
+            .saturating_mul(1 + usize::from(plan.is_guided()));
+        limits.check_fits(
+            rows,
+            row_tokens,
+            format!(
+                "{} images of {height}×{width} latents need {rows} rows of {row_tokens} tokens per step",
+                request.num_images
+            ),
+        )?;
+        // The request's own forward, alone: within the limits above its sizes are small.
+        let shape = SanaShape {
+            batch: rows,
+            height,
+            width,
+            rows: rows_h,
+            cols: cols_w,
+            texts: captions.map(|c| c.tokens()).max().unwrap_or(1),
+        };
+        crate::limits::check_alloc("the sana forward", sana_forward_bytes(dims, &shape))?;
+        let trajectories = request_sana_trajectories(&plan, &request.sampling_request())?;
+        // The job's own count (equal to the estimate above).
+        let rows: usize = trajectories.iter().map(SanaStepBatch::rows_of).sum();
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!(
+            "request",
+            id,
+            flavor = "sana",
+            images = request.num_images,
+            steps = params.steps,
+            height,
+            width
+        );
+        let work = Work::Sana { trajectories };
+        Ok(self.job(
+            id,
+            work,
+            params.steps,
+            rows,
+            row_tokens,
+            request.deadline,
+            progress,
+            span,
+        ))
+    }
+
+    /// A validated job and where its answer will arrive.
+    #[allow(clippy::too_many_arguments)]
+    fn job(
+        &self,
+        id: u64,
+        work: Work,
+        steps: usize,
+        rows: usize,
+        row_tokens: usize,
+        deadline: Option<Duration>,
+        progress: Option<mpsc::Sender<Progress>>,
+        span: tracing::Span,
+    ) -> Prepared {
+        let deadline = deadline
+            .or(self.inner.config.default_deadline)
             .map(|limit| (Instant::now() + limit, limit));
         let (reply, rx) = oneshot::channel();
         let job = GenerateJob {
             id,
-            request,
-            grid,
-            trajectories,
+            steps,
+            work,
             rows,
+            row_tokens,
             submitted: Instant::now(),
             deadline,
             admitted: None,
@@ -468,7 +751,7 @@ impl EngineHandle {
             progress,
             span,
         };
-        Ok((job, rx))
+        (job, rx)
     }
 
     /// Puts a job in the queue, or rejects it (queue full, shutting down).
@@ -536,14 +819,29 @@ impl EngineHandle {
         &self.inner.metrics
     }
 
-    /// The model's config.
-    pub fn model_config(&self) -> &Config {
-        &self.inner.model_config
+    /// The DiT model's config (`None` for a `sana` engine).
+    pub fn model_config(&self) -> Option<&Config> {
+        match &self.inner.flavor {
+            Flavor::Dit { config, .. } => Some(config),
+            Flavor::Sana { .. } => None,
+        }
     }
 
-    /// The model's description: what requests default to.
-    pub fn description(&self) -> &ModelDescription {
-        &self.inner.description
+    /// The DiT model's description: what requests default to (`None` for a `sana`
+    /// engine).
+    pub fn description(&self) -> Option<&ModelDescription> {
+        match &self.inner.flavor {
+            Flavor::Dit { description, .. } => Some(description),
+            Flavor::Sana { .. } => None,
+        }
+    }
+
+    /// The `sana` model's config (`None` for a DiT engine).
+    pub fn sana_config(&self) -> Option<&SanaConfig> {
+        match &self.inner.flavor {
+            Flavor::Sana { config, .. } => Some(config),
+            Flavor::Dit { .. } => None,
+        }
     }
 
     /// The engine's limits.

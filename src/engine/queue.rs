@@ -1,9 +1,10 @@
 //! The state shared by callers and the worker: a bounded FIFO of waiting jobs and the
 //! shutdown flag, under one mutex, with a condition variable to wake the worker.
 
-use super::request::{EngineError, GenerateRequest, Generated, Progress};
+use super::request::{EngineError, Generated, Progress};
+use super::sana_request::SanaForward;
+use super::work::Work;
 use crate::model::Grid;
-use crate::sampling::Trajectory;
 use crate::tensor::Tensor;
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -14,14 +15,14 @@ use tokio::sync::{mpsc, oneshot};
 pub struct GenerateJob {
     /// Engine-wide request id (for logs).
     pub id: u64,
-    /// The request as given.
-    pub request: GenerateRequest,
-    /// Token grid of its images: the request's, or the model's default.
-    pub grid: Grid,
+    /// Denoising steps each image takes.
+    pub steps: usize,
     /// One trajectory per image, at pure noise.
-    pub trajectories: Vec<Trajectory>,
+    pub work: Work,
     /// Forward rows per step (images × (1 + guided)).
     pub rows: usize,
+    /// Tokens of one row: the grid's (DiT) or the latent size's H/p · W/p (`sana`).
+    pub row_tokens: usize,
     /// When it was accepted.
     pub submitted: Instant,
     /// When it must be done by.
@@ -50,18 +51,8 @@ impl GenerateJob {
         let Some(progress) = &self.progress else {
             return;
         };
-        let step = self
-            .trajectories
-            .iter()
-            .map(Trajectory::steps_done)
-            .min()
-            .unwrap_or(0);
-        let total = self
-            .trajectories
-            .iter()
-            .map(Trajectory::steps_total)
-            .max()
-            .unwrap_or(0);
+        let step = self.work.steps_done();
+        let total = self.work.steps_total();
         let elapsed = self.submitted.elapsed();
         // Full (a slow reader) or closed (the caller left; the slot is freed next step).
         let _ = progress.try_send(Progress {
@@ -82,16 +73,27 @@ impl GenerateJob {
     }
 }
 
+/// The inputs of a raw forward, validated against the served model.
+pub enum ForwardInput {
+    /// A DiT forward.
+    Dit {
+        /// `[B, N, D]`.
+        x: Tensor,
+        /// `[B]`.
+        t: Vec<f32>,
+        /// `[B]` for class-conditional models.
+        y: Option<Vec<i64>>,
+        /// Token grid (validated).
+        grid: Grid,
+    },
+    /// A `sana` forward, and its tokens per row (H/p · W/p).
+    Sana(Box<SanaForward>, usize),
+}
+
 /// A raw forward (the Open Inference Protocol endpoint), run between steps.
 pub struct ForwardJob {
-    /// `[B, N, D]`.
-    pub x: Tensor,
-    /// `[B]`.
-    pub t: Vec<f32>,
-    /// `[B]` for class-conditional models.
-    pub y: Option<Vec<i64>>,
-    /// Token grid (validated).
-    pub grid: Grid,
+    /// What to run.
+    pub input: ForwardInput,
     /// When it must be done by.
     pub deadline: Option<(Instant, Duration)>,
     /// Where the answer goes; closed when the caller stopped waiting.
@@ -101,8 +103,11 @@ pub struct ForwardJob {
 impl ForwardJob {
     /// Rows and tokens it adds to a forward.
     pub fn size(&self) -> (usize, usize) {
-        let rows = self.t.len();
-        (rows, rows.saturating_mul(self.grid.tokens()))
+        let (rows, tokens) = match &self.input {
+            ForwardInput::Dit { t, grid, .. } => (t.len(), grid.tokens()),
+            ForwardInput::Sana(forward, tokens) => (forward.t.len(), *tokens),
+        };
+        (rows, rows.saturating_mul(tokens))
     }
 }
 

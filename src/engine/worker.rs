@@ -4,19 +4,20 @@
 //! Each iteration it (1) admits waiting jobs in FIFO order while they fit the batch limits,
 //! (2) drops requests whose caller went away or whose deadline passed, (3) runs waiting raw
 //! forwards, (4) advances every active request by one denoising step — one batched forward
-//! per token grid, conditional and unconditional halves together, each step reported to the
+//! per token grid (DiT) or latent size (`sana`, captions of any length padded to the
+//! longest), conditional and unconditional halves together, each step reported to the
 //! requests that asked for progress — and (5) answers the requests that finished. New
 //! requests join between steps: continuous batching at step granularity. A request admitted is never starved: every active request advances every
 //! iteration, and admission never skips the head of the queue.
 
 use super::EngineConfig;
 use super::metrics::{Metrics, Outcome};
-use super::queue::{ForwardJob, GenerateJob, Job, Shared};
+use super::queue::{ForwardInput, ForwardJob, GenerateJob, Job, Shared};
 use super::request::{EngineError, Generated};
+use super::work::{GroupBatch, GroupKey, GroupRows, Served};
 use crate::model::Input;
-use crate::runtime::Model;
-use crate::sampling::{StepBatch, StepEps, group_by_grid, stack_images};
 use crate::tensor::Tensor;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -31,7 +32,7 @@ const MAX_CONSECUTIVE_PANICS: u32 = 3;
 /// Runs until shutdown is requested and every accepted job is answered (`Ok`), or until
 /// forwards keep panicking (`Err` with the reason, after answering the active requests).
 pub fn run(
-    model: Arc<Model>,
+    model: Served,
     config: EngineConfig,
     shared: Arc<Shared>,
     metrics: Arc<Metrics>,
@@ -83,10 +84,10 @@ fn admit(
     loop {
         let mut forwards = Vec::new();
         let mut rows: usize = active.iter().map(|j| j.rows).sum();
-        let mut tokens: usize = active.iter().map(|j| j.rows * j.grid.tokens()).sum();
+        let mut tokens: usize = active.iter().map(|j| j.rows * j.row_tokens).sum();
         while let Some(job) = state.queue.front() {
             let (job_rows, job_tokens) = match job {
-                Job::Generate(g) => (g.rows, g.rows * g.grid.tokens()),
+                Job::Generate(g) => (g.rows, g.rows * g.row_tokens),
                 Job::Forward(f) => f.size(),
             };
             let fits = rows + job_rows <= config.max_batch
@@ -186,11 +187,10 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Runs one forward, turning a panic into an error: the panicking forward fails its own
 /// requests and nothing else.
 fn guarded_forward(
-    model: &Model,
-    input: &Input<'_>,
+    forward: &dyn Fn() -> crate::Result<Tensor>,
     panics: &mut PanicCount,
 ) -> Result<Tensor, EngineError> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.forward(input))) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(forward)) {
         Ok(result) => {
             panics.in_a_row = 0;
             result.map_err(|e| match e {
@@ -225,7 +225,7 @@ pub fn fail_queued(shared: &Shared, metrics: &Metrics, reason: &str) {
 }
 
 /// One raw forward, unless its caller went away or its deadline passed.
-fn run_forward(model: &Model, job: ForwardJob, metrics: &Metrics, panics: &mut PanicCount) {
+fn run_forward(model: &Served, job: ForwardJob, metrics: &Metrics, panics: &mut PanicCount) {
     if job.reply.is_closed() {
         metrics.record(Outcome::Cancelled);
         return;
@@ -237,13 +237,24 @@ fn run_forward(model: &Model, job: ForwardJob, metrics: &Metrics, panics: &mut P
         let _ = job.reply.send(Err(EngineError::DeadlineExceeded(limit)));
         return;
     }
-    let input = Input {
-        x: &job.x,
-        t: &job.t,
-        y: job.y.as_deref(),
-        grid: Some(job.grid),
+    let result = match (model, &job.input) {
+        (Served::Dit(model), ForwardInput::Dit { x, t, y, grid }) => {
+            let input = Input {
+                x,
+                t,
+                y: y.as_deref(),
+                grid: Some(*grid),
+            };
+            guarded_forward(&|| model.forward(&input), panics)
+        }
+        (Served::Sana(model), ForwardInput::Sana(forward, _)) => {
+            let input = forward.input();
+            guarded_forward(&|| model.forward(&input), panics)
+        }
+        _ => Err(EngineError::Failed(
+            "a forward of one flavor reached a model of the other (a bug in the engine)".into(),
+        )),
     };
-    let result = guarded_forward(model, &input, panics);
     metrics.record(match &result {
         Ok(_) => Outcome::Ok,
         Err(e) => e.outcome(),
@@ -253,29 +264,32 @@ fn run_forward(model: &Model, job: ForwardJob, metrics: &Metrics, panics: &mut P
 
 /// Advances every active request one step; returns the time spent in forwards.
 fn step(
-    model: &Model,
+    model: &Served,
     active: &mut [GenerateJob],
     metrics: &Metrics,
     panics: &mut PanicCount,
 ) -> Duration {
     let mut forward_time = Duration::ZERO;
-    for (grid, members) in group_by_grid(0..active.len(), |&i| active[i].grid) {
-        let mut batch = StepBatch::default();
-        for &i in &members {
-            batch.extend(&active[i].trajectories);
-        }
+    let mut groups: BTreeMap<GroupKey, Vec<usize>> = BTreeMap::new();
+    for (i, job) in active.iter().enumerate() {
+        groups.entry(job.work.group()).or_default().push(i);
+    }
+    for (key, members) in groups {
+        let batch = GroupBatch::new(key, members.iter().map(|&i| &active[i].work));
         let batch_rows = batch.rows();
-        let span = tracing::debug_span!("step", rows = batch_rows, grid = %grid);
+        // Every member of a group has the same tokens per row.
+        let row_tokens = active[members[0]].row_tokens;
+        let span = tracing::debug_span!("step", rows = batch_rows, group = ?key);
         let _guard = span.enter();
         let start = Instant::now();
-        let result = batch.run_with(grid, |input| guarded_forward(model, input, panics));
+        let result = batch.run(model, |forward| guarded_forward(forward, panics));
         let seconds = start.elapsed();
         forward_time += seconds;
         metrics.batch_rows.observe(batch_rows as f64);
         metrics.forward_seconds.observe(seconds.as_secs_f64());
-        metrics.record_tokens((batch_rows * grid.tokens()) as u64, seconds.as_secs_f64());
+        metrics.record_tokens((batch_rows * row_tokens) as u64, seconds.as_secs_f64());
         match result {
-            Ok(eps) => advance(active, &members, &eps, metrics),
+            Ok(out) => advance(active, key, &members, &out, metrics),
             Err(e) => {
                 tracing::error!(error = %e, "forward failed; failing its requests");
                 let error = match e {
@@ -291,13 +305,19 @@ fn step(
     forward_time
 }
 
-/// Splits a group's ε back to its trajectories and advances them; a request whose
+/// Splits a group's output back to its trajectories and advances them; a request whose
 /// trajectory cannot advance fails (it is never left behind half-denoised).
-fn advance(active: &mut [GenerateJob], members: &[usize], eps: &Tensor, metrics: &Metrics) {
-    let mut eps = StepEps::new(eps);
+fn advance(
+    active: &mut [GenerateJob],
+    key: GroupKey,
+    members: &[usize],
+    out: &Tensor,
+    metrics: &Metrics,
+) {
+    let mut rows = GroupRows::new(key, out);
     for &i in members {
         let job = &mut active[i];
-        match eps.advance_unfinished(&mut job.trajectories) {
+        match job.work.advance(&mut rows) {
             Ok(()) => job.report_progress(),
             Err(e) => {
                 job.span
@@ -325,20 +345,20 @@ fn finish(active: &mut Vec<GenerateJob>, metrics: &Metrics) {
             metrics.record(Outcome::Cancelled);
             return false;
         }
-        if !job.trajectories.iter().all(|t| t.is_done()) {
+        if !job.work.is_done() {
             return true;
         }
         let elapsed = job.submitted.elapsed();
         let queued = job
             .admitted
             .map_or(Duration::ZERO, |a| a.duration_since(job.submitted));
-        match stack_images(&job.trajectories) {
+        match job.work.outputs() {
             Ok(images) => {
                 job.span.in_scope(|| {
                     tracing::info!(elapsed_ms = elapsed.as_millis() as u64, "completed")
                 });
                 metrics.record(Outcome::Ok);
-                let steps = job.request.params.steps;
+                let steps = job.steps;
                 job.answer(Ok(Generated {
                     images,
                     queued,

@@ -1,12 +1,15 @@
 //! `POST /v1/generate`: images for a class, as a PNG grid or a safetensors body — or, with
 //! `"stream": true`, as server-sent events: one `step` event per finished denoising step,
 //! so a client of a long generation sees it advance, then one `result` (the same bytes,
-//! base64) or `error` (the same JSON body as the plain answer's).
+//! base64) or `error` (the same JSON body as the plain answer's). A server of a `sana`
+//! model takes caption embeddings instead and answers latents
+//! ([`super::generate_sana`]), with the same streaming.
 
 use super::AppState;
 use super::RequestId;
 use super::body::read_body;
 use super::error::ApiError;
+use super::generate_sana::{SANA_FIELDS, decode_sana_generate_request, foreign_field};
 use crate::engine::{
     EngineError, GenerateRequest, Generated, Generation, GenerationEvent, Outcome, Progress,
 };
@@ -80,8 +83,10 @@ pub fn decode_generate_request(
 
 /// [`decode_generate_request`], with the `stream` choice.
 fn decode(body: &[u8], description: &ModelDescription) -> Result<Decoded, String> {
-    let body: GenerateBody =
-        serde_json::from_slice(body).map_err(|e| format!("malformed JSON body: {e}"))?;
+    let body: GenerateBody = serde_json::from_slice(body).map_err(|e| {
+        foreign_field(body, &SANA_FIELDS, "sana", "a DiT")
+            .unwrap_or_else(|| format!("malformed JSON body: {e}"))
+    })?;
     let defaults = description.default_sampling();
     let sampler = match &body.sampler {
         Some(name) => SamplerKind::parse(name, body.eta),
@@ -137,6 +142,8 @@ struct Encoding {
     /// PNG grid columns: the layout of `linear-dit sample`, so the bytes are identical for
     /// the same seed.
     columns: usize,
+    /// The safetensors tensor's name: `images` (DiT) or `latents` (`sana`).
+    tensor: &'static str,
 }
 
 impl Encoding {
@@ -151,6 +158,16 @@ impl Encoding {
         Encoding {
             format,
             columns: default_columns(request.num_images, cycled),
+            tensor: "images",
+        }
+    }
+
+    /// A `sana` answer: `latents` as safetensors.
+    fn latents() -> Self {
+        Encoding {
+            format: ResponseFormat::Safetensors,
+            columns: 1,
+            tensor: "latents",
         }
     }
 
@@ -165,7 +182,7 @@ impl Encoding {
                 Ok(("image/png", bytes))
             }
             ResponseFormat::Safetensors => {
-                let images = [("images".to_string(), generated.images.to_raw())];
+                let images = [(self.tensor.to_string(), generated.images.to_raw())];
                 let bytes = serialize_tensors(&images, HashMap::new()).map_err(internal)?;
                 Ok(("application/octet-stream", bytes))
             }
@@ -190,27 +207,52 @@ pub async fn generate(
             state.engine.metrics().record(Outcome::Invalid);
             ApiError::new(status, message)
         })?;
-    let description = state.engine.description();
-    let Decoded {
-        request,
-        format,
-        stream,
-    } = decode(&body, description).map_err(invalid)?;
-    let encoding = Encoding::new(format, description, &request);
-    if stream {
-        // Refusals (invalid, too large, queue full) are plain JSON answers, before any event.
-        let generation = state.engine.generate_with_progress(request)?;
-        let id = request_id
-            .map(|Extension(RequestId(id))| id)
-            .unwrap_or_default();
-        let events = events(generation, encoding, id);
-        // Comments every 15 s keep proxies from closing a connection whose request waits in
-        // the queue, and let a departed client be noticed by the failed write.
-        return Ok(Sse::new(events)
-            .keep_alive(KeepAlive::default())
-            .into_response());
-    }
-    let generated = state.engine.generate(request).await?;
+    let (generation, encoding) = match (state.engine.description(), state.engine.sana_config()) {
+        (Some(description), _) => {
+            let Decoded {
+                request,
+                format,
+                stream,
+            } = decode(&body, description).map_err(invalid)?;
+            let encoding = Encoding::new(format, description, &request);
+            let generation = match stream {
+                // Refusals (invalid, too large, queue full) are plain JSON answers, before
+                // any event.
+                true => Pending::Stream(state.engine.generate_with_progress(request)?),
+                false => Pending::Plain(Box::pin(state.engine.generate(request))),
+            };
+            (generation, encoding)
+        }
+        (None, Some(config)) => {
+            let (request, stream) = decode_sana_generate_request(&body, config).map_err(invalid)?;
+            drop(body);
+            let generation = match stream {
+                true => Pending::Stream(state.engine.generate_sana_with_progress(request)?),
+                false => Pending::Plain(Box::pin(state.engine.generate_sana(request))),
+            };
+            (generation, Encoding::latents())
+        }
+        (None, None) => {
+            return Err(ApiError::from(EngineError::Failed(
+                "the engine serves no model".into(),
+            )));
+        }
+    };
+    let generation = match generation {
+        Pending::Stream(generation) => {
+            let id = request_id
+                .map(|Extension(RequestId(id))| id)
+                .unwrap_or_default();
+            let events = events(generation, encoding, id);
+            // Comments every 15 s keep proxies from closing a connection whose request waits in
+            // the queue, and let a departed client be noticed by the failed write.
+            return Ok(Sse::new(events)
+                .keep_alive(KeepAlive::default())
+                .into_response());
+        }
+        Pending::Plain(generation) => generation,
+    };
+    let generated = generation.await?;
     let (content_type, bytes) = encoding.encode(&generated)?;
     let mut response = (
         StatusCode::OK,
@@ -234,6 +276,12 @@ pub async fn generate(
         }
     }
     Ok(response)
+}
+
+/// An accepted request: streaming its steps, or a future of its answer.
+enum Pending<'a> {
+    Stream(Generation),
+    Plain(std::pin::Pin<Box<dyn Future<Output = Result<Generated, EngineError>> + Send + 'a>>),
 }
 
 /// The server-sent events of a streaming request. The stream owns the [`Generation`]: when
@@ -288,7 +336,7 @@ async fn final_event(
                     ResponseFormat::Safetensors => "safetensors",
                 },
                 "content_type": content_type,
-                "images": BASE64.encode(bytes),
+                encoding.tensor: BASE64.encode(bytes),
                 "steps": generated.steps,
                 "queue_ms": generated.queued.as_millis() as u64,
                 "elapsed_ms": generated.elapsed.as_millis() as u64,

@@ -1,6 +1,7 @@
 //! The HTTP server (axum) around an [`EngineHandle`]:
 //!
-//! - `POST /v1/generate` — images as PNG or safetensors (`generate.rs`);
+//! - `POST /v1/generate` — images as PNG or safetensors (`generate.rs`), or for a `sana`
+//!   model latents from caption embeddings (`generate_sana.rs`);
 //! - `GET /healthz` (the process is up), `GET /readyz` (accepting requests), `GET /metrics`
 //!   (Prometheus text);
 //! - the Open Inference Protocol v2 REST endpoints (`oip.rs`; JSON or binary tensor data) for
@@ -10,6 +11,7 @@
 mod body;
 mod error;
 mod generate;
+mod generate_sana;
 pub mod grpc;
 mod listener;
 mod oip;
@@ -18,8 +20,11 @@ mod tracking;
 
 pub use error::ApiError;
 pub use generate::{ResponseFormat, decode_generate_request};
-pub use oip::{DecodedInfer, decode_infer_body, decode_infer_request};
-pub use oip_tensors::InferInputs;
+pub use generate_sana::{SANA_VAE_FACTOR, SanaGenerateBody, decode_sana_generate_request};
+pub use oip::{
+    DecodedForward, DecodedInfer, decode_infer_body, decode_infer_body_for, decode_infer_request,
+};
+pub use oip_tensors::{ForwardRequest, InferInputs, Schema};
 pub use tracking::{REQUEST_ID, RequestId};
 
 use crate::engine::{EngineHandle, WorkerState};

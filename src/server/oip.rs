@@ -13,9 +13,8 @@ use super::ApiError;
 use super::AppState;
 use super::body::read_body;
 use super::oip_tensors::{
-    CheckedInput, DataType, InferInputs, InputSet, OUTPUT_NAME, TensorMeta, Values,
-    check_output_name, encode_fp32, input_metadata, output_metadata, parse_grid,
-    refuse_unsupported,
+    CheckedInput, Collector, DataType, ForwardRequest, InferInputs, Schema, TensorMeta, Values,
+    check_output_name_for, encode_fp32, model_tensors, parse_grid, refuse_unsupported,
 };
 use crate::engine::Outcome;
 use crate::tensor::Tensor;
@@ -54,16 +53,16 @@ pub async fn model_metadata(State(state): State<AppState>, Path(model): Path<Str
     if model != MODEL_NAME {
         return unknown_model(&model);
     }
-    let config = state.engine.model_config();
+    let (inputs, output) = model_tensors(&state.engine);
     let describe =
         |t: TensorMeta| json!({"name": t.name, "datatype": t.datatype.name(), "shape": t.shape});
-    let inputs: Vec<Value> = input_metadata(config).into_iter().map(describe).collect();
+    let inputs: Vec<Value> = inputs.into_iter().map(describe).collect();
     Json(json!({
         "name": MODEL_NAME,
         "versions": ["1"],
         "platform": "linear-dit",
         "inputs": inputs,
-        "outputs": [describe(output_metadata(config))],
+        "outputs": [describe(output)],
     }))
     .into_response()
 }
@@ -196,6 +195,31 @@ pub fn decode_infer_body(
     body: &[u8],
     header_length: Option<usize>,
 ) -> Result<DecodedInfer, String> {
+    let decoded = decode_infer_body_for(Schema::Dit, body, header_length)?;
+    match decoded.inputs {
+        ForwardRequest::Dit(inputs) => Ok(DecodedInfer {
+            inputs,
+            binary_output: decoded.binary_output,
+        }),
+        ForwardRequest::Sana(_) => Err("a DiT body decoded as a sana forward".into()),
+    }
+}
+
+/// A decoded infer body of either schema.
+#[derive(Debug)]
+pub struct DecodedForward {
+    /// The forward.
+    pub inputs: ForwardRequest,
+    /// Answer the output as binary data (see [`DecodedInfer::binary_output`]).
+    pub binary_output: bool,
+}
+
+/// [`decode_infer_body`] for the inputs of `schema`: the same checks, in the same order.
+pub fn decode_infer_body_for(
+    schema: Schema,
+    body: &[u8],
+    header_length: Option<usize>,
+) -> Result<DecodedForward, String> {
     let (header, mut binary) = match header_length {
         None => (body, &[][..]),
         Some(n) if n > body.len() => {
@@ -208,9 +232,9 @@ pub fn decode_infer_body(
     };
     let request: InferRequest =
         serde_json::from_slice(header).map_err(|e| format!("malformed JSON body: {e}"))?;
-    let mut inputs = InputSet::default();
+    let mut inputs = Collector::new(schema);
     for input in request.inputs {
-        let checked = CheckedInput::new(&input.name, &input.datatype, &input.shape)?;
+        let checked = CheckedInput::new_for(schema, &input.name, &input.datatype, &input.shape)?;
         let name = checked.name.as_str();
         let parameters = input.parameters.unwrap_or_default();
         refuse_unsupported(parameters.keys().map(String::as_str), "input", name)?;
@@ -269,14 +293,18 @@ pub fn decode_infer_body(
     };
     let mut binary_output = bool_parameter(&parameters, "binary_data_output")?.unwrap_or(false);
     for output in request.outputs.unwrap_or_default() {
-        check_output_name(&output.name)?;
+        check_output_name_for(schema, &output.name)?;
         let parameters = output.parameters.unwrap_or_default();
-        refuse_unsupported(parameters.keys().map(String::as_str), "output", OUTPUT_NAME)?;
+        refuse_unsupported(
+            parameters.keys().map(String::as_str),
+            "output",
+            schema.output_name(),
+        )?;
         if let Some(binary) = bool_parameter(&parameters, "binary_data")? {
             binary_output = binary;
         }
     }
-    Ok(DecodedInfer {
+    Ok(DecodedForward {
         inputs: inputs.finish(request.id, grid)?,
         binary_output,
     })
@@ -352,24 +380,21 @@ pub async fn infer(
         Ok(body) => body,
         Err((status, message)) => return invalid(status, message),
     };
-    let decoded = match decode_infer_body(&body, header_length) {
+    let schema = Schema::of(&state.engine);
+    let decoded = match decode_infer_body_for(schema, &body, header_length) {
         Ok(decoded) => decoded,
         Err(e) => return invalid(StatusCode::BAD_REQUEST, e),
     };
     // The request's bytes are no longer needed while the forward waits and runs.
     drop(body);
-    let inputs = decoded.inputs;
-    match state
-        .engine
-        .forward(inputs.x, inputs.t, inputs.y, inputs.grid)
-        .await
-    {
-        Ok(eps) if decoded.binary_output => binary_answer(inputs.id, &eps),
-        Ok(eps) => Json(json!({
+    let output = schema.output_name();
+    match decoded.inputs.run(&state.engine).await {
+        Ok((id, eps)) if decoded.binary_output => binary_answer(id, output, &eps),
+        Ok((id, eps)) => Json(json!({
             "model_name": MODEL_NAME,
             "model_version": "1",
-            "id": inputs.id,
-            "outputs": [{"name": OUTPUT_NAME, "datatype": "FP32", "shape": eps.shape(), "data": eps.data()}],
+            "id": id,
+            "outputs": [{"name": output, "datatype": "FP32", "shape": eps.shape(), "data": eps.data()}],
         }))
         .into_response(),
         Err(e) => {
@@ -400,14 +425,14 @@ fn header_length(headers: &HeaderMap) -> Result<Option<usize>, String> {
 /// `eps` as the binary tensor data extension answers it: a JSON header whose length is in
 /// the `Inference-Header-Content-Length` response header, then the raw little-endian FP32
 /// bytes, their count in the output's `parameters.binary_data_size`.
-fn binary_answer(id: Option<String>, eps: &Tensor) -> Response {
+fn binary_answer(id: Option<String>, output: &str, eps: &Tensor) -> Response {
     let raw = encode_fp32(eps.data());
     let header = json!({
         "model_name": MODEL_NAME,
         "model_version": "1",
         "id": id,
         "outputs": [{
-            "name": OUTPUT_NAME,
+            "name": output,
             "datatype": "FP32",
             "shape": eps.shape(),
             "parameters": {"binary_data_size": raw.len()},

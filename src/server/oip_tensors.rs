@@ -8,12 +8,75 @@
 //! checked arithmetic and compared with the bytes actually received before anything is
 //! allocated, so an allocation is never larger than the (size-limited) request itself.
 
+use crate::engine::{EngineHandle, SanaForward};
 use crate::model::Config;
 use crate::model::Grid;
+use crate::model::sana::SanaConfig;
 use crate::tensor::Tensor;
 
 /// The model's output tensor.
 pub const OUTPUT_NAME: &str = "eps";
+
+/// The output tensor of a `sana` model: the velocity.
+pub const SANA_OUTPUT_NAME: &str = "v";
+
+/// Which inputs a forward takes: a DiT's `x [B, N, D]`, `t [B]`, `y [B]`, or a `sana`
+/// model's `x [B, C, H, W]`, `t [B]`, `encoder_hidden_states [B, S, caption_channels]`,
+/// optional `encoder_attention_mask [B, S]` (INT64 or FP32) and, for `guidance_embeds`
+/// models, `guidance [B]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Schema {
+    /// A DiT.
+    Dit,
+    /// A `sana` model.
+    Sana,
+}
+
+impl Schema {
+    /// The schema of the model `engine` serves.
+    pub fn of(engine: &EngineHandle) -> Self {
+        match engine.sana_config() {
+            Some(_) => Schema::Sana,
+            None => Schema::Dit,
+        }
+    }
+
+    /// The output's name.
+    pub fn output_name(self) -> &'static str {
+        match self {
+            Schema::Dit => OUTPUT_NAME,
+            Schema::Sana => SANA_OUTPUT_NAME,
+        }
+    }
+
+    /// The inputs, for messages.
+    fn expected(self) -> &'static str {
+        match self {
+            Schema::Dit => "x, t, y",
+            Schema::Sana => "x, t, encoder_hidden_states, encoder_attention_mask, guidance",
+        }
+    }
+
+    /// What input `name` must be (the mask's datatype is the one given, INT64 or FP32).
+    fn spec(self, name: &str, datatype: &str) -> Result<InputSpec, String> {
+        let spec = |datatype, rank| Ok(InputSpec { datatype, rank });
+        match (self, name) {
+            (Schema::Dit, "x") => spec(DataType::Fp32, 3),
+            (Schema::Dit, "t") | (Schema::Sana, "t" | "guidance") => spec(DataType::Fp32, 1),
+            (Schema::Dit, "y") => spec(DataType::Int64, 1),
+            (Schema::Sana, "x") => spec(DataType::Fp32, 4),
+            (Schema::Sana, "encoder_hidden_states") => spec(DataType::Fp32, 3),
+            (Schema::Sana, "encoder_attention_mask") => match datatype {
+                "INT64" => spec(DataType::Int64, 2),
+                _ => spec(DataType::Fp32, 2),
+            },
+            (_, other) => Err(format!(
+                "unknown input `{other}` (expected {})",
+                self.expected()
+            )),
+        }
+    }
+}
 
 /// The element types this model takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,21 +132,22 @@ impl CheckedInput {
     /// looked at. Dimensions come as the protocol's signed integers; a negative one is an
     /// error, and so is a shape whose product wraps 64 bits.
     pub fn new(name: &str, datatype: &str, shape: &[i64]) -> Result<CheckedInput, String> {
-        let spec = match name {
-            "x" => InputSpec {
-                datatype: DataType::Fp32,
-                rank: 3,
-            },
-            "t" => InputSpec {
-                datatype: DataType::Fp32,
-                rank: 1,
-            },
-            "y" => InputSpec {
-                datatype: DataType::Int64,
-                rank: 1,
-            },
-            other => return Err(format!("unknown input `{other}` (expected x, t, y)")),
-        };
+        CheckedInput::new_for(Schema::Dit, name, datatype, shape)
+    }
+
+    /// [`Self::new`] for the inputs of `schema`.
+    pub fn new_for(
+        schema: Schema,
+        name: &str,
+        datatype: &str,
+        shape: &[i64],
+    ) -> Result<CheckedInput, String> {
+        let spec = schema.spec(name, datatype)?;
+        if name == "encoder_attention_mask" && !matches!(datatype, "INT64" | "FP32") {
+            return Err(format!(
+                "input `{name}` must be INT64 or FP32, got {datatype}"
+            ));
+        }
         if datatype != spec.datatype.name() {
             let hint = match datatype {
                 "FP16" | "BF16" => "; half-precision inputs are not converted, send FP32",
@@ -248,6 +312,169 @@ impl InputSet {
     }
 }
 
+/// The decoded inputs of a `sana` infer request.
+#[derive(Debug)]
+pub struct SanaInferInputs {
+    /// The request's `id`, echoed in the response.
+    pub id: Option<String>,
+    /// The forward.
+    pub forward: SanaForward,
+}
+
+/// Collects checked `sana` inputs, each at most once, into [`SanaInferInputs`].
+#[derive(Debug, Default)]
+pub struct SanaInputSet {
+    x: Option<Tensor>,
+    t: Option<Vec<f32>>,
+    captions: Option<Tensor>,
+    /// The mask's shape and values (INT64 read as 0/1 floats).
+    mask: Option<(Vec<usize>, Vec<f32>)>,
+    guidance: Option<Vec<f32>>,
+}
+
+impl SanaInputSet {
+    /// Adds one input's values (checked against its header here too).
+    pub fn insert(&mut self, input: CheckedInput, values: Values) -> Result<(), String> {
+        input.check_values(&values)?;
+        let tensor = |data| Tensor::new(input.shape.clone(), data).map_err(|e| e.to_string());
+        let duplicate = match (input.name.as_str(), values) {
+            ("x", Values::Fp32(data)) => self.x.replace(tensor(data)?).is_some(),
+            ("t", Values::Fp32(data)) => self.t.replace(data).is_some(),
+            ("guidance", Values::Fp32(data)) => self.guidance.replace(data).is_some(),
+            ("encoder_hidden_states", Values::Fp32(data)) => {
+                self.captions.replace(tensor(data)?).is_some()
+            }
+            ("encoder_attention_mask", values) => {
+                let data = match values {
+                    Values::Fp32(v) => v,
+                    // Exact for 0 and 1; any other value is refused by the forward's check.
+                    Values::Int64(v) => v.into_iter().map(|v| v as f32).collect(),
+                };
+                self.mask.replace((input.shape.clone(), data)).is_some()
+            }
+            (name, _) => {
+                return Err(format!(
+                    "unknown input `{name}` (expected {})",
+                    Schema::Sana.expected()
+                ));
+            }
+        };
+        if duplicate {
+            return Err(format!("input `{}` is given more than once", input.name));
+        }
+        Ok(())
+    }
+
+    /// The forward's inputs; `x`, `t` and `encoder_hidden_states` are required, and the
+    /// mask must have the captions' `[B, S]`.
+    pub fn finish(self, id: Option<String>) -> Result<SanaInferInputs, String> {
+        let x = self.x.ok_or("missing input `x` (FP32 [B, C, H, W])")?;
+        let t = self.t.ok_or("missing input `t` (FP32 [B])")?;
+        let captions = self
+            .captions
+            .ok_or("missing input `encoder_hidden_states` (FP32 [B, S, caption_channels])")?;
+        let mask = match self.mask {
+            None => None,
+            Some((shape, data)) => {
+                if shape.as_slice() != &captions.shape()[..2] {
+                    return Err(format!(
+                        "input `encoder_attention_mask` has shape {shape:?}; it must be [B, S] = {:?} like encoder_hidden_states",
+                        &captions.shape()[..2]
+                    ));
+                }
+                Some(data)
+            }
+        };
+        Ok(SanaInferInputs {
+            id,
+            forward: SanaForward {
+                x,
+                t,
+                captions,
+                mask,
+                guidance: self.guidance,
+            },
+        })
+    }
+}
+
+/// Inputs being collected for the model's schema.
+#[derive(Debug)]
+pub enum Collector {
+    /// A DiT's.
+    Dit(InputSet),
+    /// A `sana` model's.
+    Sana(SanaInputSet),
+}
+
+/// A decoded infer request of either schema.
+#[derive(Debug)]
+pub enum ForwardRequest {
+    /// A DiT forward.
+    Dit(InferInputs),
+    /// A `sana` forward.
+    Sana(SanaInferInputs),
+}
+
+impl ForwardRequest {
+    /// The request's `id`.
+    pub fn id(&self) -> Option<&String> {
+        match self {
+            ForwardRequest::Dit(inputs) => inputs.id.as_ref(),
+            ForwardRequest::Sana(inputs) => inputs.id.as_ref(),
+        }
+    }
+
+    /// Runs the forward on `engine`; returns the request's id and the output.
+    pub async fn run(
+        self,
+        engine: &EngineHandle,
+    ) -> Result<(Option<String>, Tensor), crate::engine::EngineError> {
+        match self {
+            ForwardRequest::Dit(inputs) => {
+                let out = engine
+                    .forward(inputs.x, inputs.t, inputs.y, inputs.grid)
+                    .await?;
+                Ok((inputs.id, out))
+            }
+            ForwardRequest::Sana(inputs) => {
+                Ok((inputs.id, engine.forward_sana(inputs.forward).await?))
+            }
+        }
+    }
+}
+
+impl Collector {
+    /// An empty collector for `schema`.
+    pub fn new(schema: Schema) -> Self {
+        match schema {
+            Schema::Dit => Collector::Dit(InputSet::default()),
+            Schema::Sana => Collector::Sana(SanaInputSet::default()),
+        }
+    }
+
+    /// Adds one input's values.
+    pub fn insert(&mut self, input: CheckedInput, values: Values) -> Result<(), String> {
+        match self {
+            Collector::Dit(set) => set.insert(input, values),
+            Collector::Sana(set) => set.insert(input, values),
+        }
+    }
+
+    /// The forward's inputs; the `grid` parameter belongs to DiT forwards only (a `sana`
+    /// forward's latent size is `x`'s).
+    pub fn finish(self, id: Option<String>, grid: Option<Grid>) -> Result<ForwardRequest, String> {
+        match self {
+            Collector::Dit(set) => set.finish(id, grid).map(ForwardRequest::Dit),
+            Collector::Sana(_) if grid.is_some() => Err(
+                "parameter `grid` is for DiT models; a sana forward's latent size is x's [B, C, H, W]"
+                    .into(),
+            ),
+            Collector::Sana(set) => set.finish(id).map(ForwardRequest::Sana),
+        }
+    }
+}
+
 /// A tensor as model metadata describes it.
 #[derive(Debug, Clone)]
 pub struct TensorMeta {
@@ -284,6 +511,61 @@ pub fn input_metadata(config: &Config) -> Vec<TensorMeta> {
     inputs
 }
 
+/// The inputs of a `sana` model: `x [B, C, H, W]`, `t [B]`,
+/// `encoder_hidden_states [B, S, caption_channels]`, `encoder_attention_mask [B, S]` (INT64
+/// or FP32; optional: it says INT64, the pipelines' type) and, for `guidance_embeds` models,
+/// `guidance [B]`.
+pub fn sana_input_metadata(config: &SanaConfig) -> Vec<TensorMeta> {
+    let size = |v: usize| i64::try_from(v).unwrap_or(-1);
+    let mut inputs = vec![
+        TensorMeta {
+            name: "x",
+            datatype: DataType::Fp32,
+            shape: vec![-1, size(config.in_channels), -1, -1],
+        },
+        TensorMeta {
+            name: "t",
+            datatype: DataType::Fp32,
+            shape: vec![-1],
+        },
+        TensorMeta {
+            name: "encoder_hidden_states",
+            datatype: DataType::Fp32,
+            shape: vec![-1, -1, size(config.caption_channels)],
+        },
+        TensorMeta {
+            name: "encoder_attention_mask",
+            datatype: DataType::Int64,
+            shape: vec![-1, -1],
+        },
+    ];
+    if config.guidance_embeds {
+        inputs.push(TensorMeta {
+            name: "guidance",
+            datatype: DataType::Fp32,
+            shape: vec![-1],
+        });
+    }
+    inputs
+}
+
+/// The inputs and output of the model `engine` serves.
+pub fn model_tensors(engine: &EngineHandle) -> (Vec<TensorMeta>, TensorMeta) {
+    match (engine.model_config(), engine.sana_config()) {
+        (Some(config), _) => (input_metadata(config), output_metadata(config)),
+        (None, Some(config)) => {
+            let out_channels = config.out_channels.unwrap_or(config.in_channels);
+            let output = TensorMeta {
+                name: SANA_OUTPUT_NAME,
+                datatype: DataType::Fp32,
+                shape: vec![-1, i64::try_from(out_channels).unwrap_or(-1), -1, -1],
+            };
+            (sana_input_metadata(config), output)
+        }
+        (None, None) => (Vec::new(), output_metadata(&Config::new(1))),
+    }
+}
+
 /// The model's output: `eps [B, N, D]`.
 pub fn output_metadata(config: &Config) -> TensorMeta {
     TensorMeta {
@@ -310,11 +592,17 @@ pub fn refuse_unsupported<'a>(
 
 /// Checks a requested output's name: this model has only `eps`.
 pub fn check_output_name(name: &str) -> Result<(), String> {
-    if name == OUTPUT_NAME {
+    check_output_name_for(Schema::Dit, name)
+}
+
+/// Checks a requested output's name against `schema`'s one output.
+pub fn check_output_name_for(schema: Schema, name: &str) -> Result<(), String> {
+    let output = schema.output_name();
+    if name == output {
         Ok(())
     } else {
         Err(format!(
-            "unknown output `{name}` (this model has `{OUTPUT_NAME}`)"
+            "unknown output `{name}` (this model has `{output}`)"
         ))
     }
 }

@@ -8,8 +8,8 @@ use super::proto::model_infer_response::InferOutputTensor;
 use super::proto::{InferTensorContents, ModelInferRequest, ModelInferResponse};
 use crate::server::oip::MODEL_NAME;
 use crate::server::oip_tensors::{
-    CheckedInput, DataType, InferInputs, InputSet, OUTPUT_NAME, Values, check_output_name,
-    encode_fp32, parse_grid, refuse_unsupported, shape_i64,
+    CheckedInput, Collector, DataType, ForwardRequest, InferInputs, Schema, Values,
+    check_output_name_for, encode_fp32, parse_grid, refuse_unsupported, shape_i64,
 };
 use crate::tensor::Tensor;
 
@@ -19,6 +19,17 @@ use crate::tensor::Tensor;
 /// as long as its shape and datatype say (checked before decoding); typed contents must be
 /// in the field of the input's datatype.
 pub fn decode_model_infer(request: ModelInferRequest) -> Result<InferInputs, String> {
+    match decode_model_infer_for(Schema::Dit, request)? {
+        ForwardRequest::Dit(inputs) => Ok(inputs),
+        ForwardRequest::Sana(_) => Err("a DiT request decoded as a sana forward".into()),
+    }
+}
+
+/// [`decode_model_infer`] for the inputs of `schema` (a `sana` model's too).
+pub fn decode_model_infer_for(
+    schema: Schema,
+    request: ModelInferRequest,
+) -> Result<ForwardRequest, String> {
     let raw = request.raw_input_contents;
     if !raw.is_empty() && raw.len() != request.inputs.len() {
         return Err(format!(
@@ -27,9 +38,9 @@ pub fn decode_model_infer(request: ModelInferRequest) -> Result<InferInputs, Str
             request.inputs.len()
         ));
     }
-    let mut inputs = InputSet::default();
+    let mut inputs = Collector::new(schema);
     for (i, input) in request.inputs.into_iter().enumerate() {
-        let checked = CheckedInput::new(&input.name, &input.datatype, &input.shape)?;
+        let checked = CheckedInput::new_for(schema, &input.name, &input.datatype, &input.shape)?;
         refuse_unsupported(
             input.parameters.keys().map(String::as_str),
             "input",
@@ -54,11 +65,11 @@ pub fn decode_model_infer(request: ModelInferRequest) -> Result<InferInputs, Str
         inputs.insert(checked, values)?;
     }
     for output in &request.outputs {
-        check_output_name(&output.name)?;
+        check_output_name_for(schema, &output.name)?;
         refuse_unsupported(
             output.parameters.keys().map(String::as_str),
             "output",
-            OUTPUT_NAME,
+            schema.output_name(),
         )?;
     }
     let grid = match request
@@ -112,15 +123,16 @@ fn typed_values(input: &CheckedInput, contents: InferTensorContents) -> Result<V
     })
 }
 
-/// The answer: `eps` described in `outputs` and its bytes in `raw_output_contents`.
-pub fn model_infer_response(id: Option<String>, eps: &Tensor) -> ModelInferResponse {
+/// The answer: the output (`eps`, or a `sana` model's `v`) described in `outputs` and its
+/// bytes in `raw_output_contents`.
+pub fn model_infer_response(id: Option<String>, output: &str, eps: &Tensor) -> ModelInferResponse {
     ModelInferResponse {
         model_name: MODEL_NAME.to_string(),
         model_version: "1".to_string(),
         id: id.unwrap_or_default(),
         parameters: Default::default(),
         outputs: vec![InferOutputTensor {
-            name: OUTPUT_NAME.to_string(),
+            name: output.to_string(),
             datatype: DataType::Fp32.name().to_string(),
             shape: shape_i64(eps.shape()),
             parameters: Default::default(),

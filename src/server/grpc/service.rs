@@ -2,7 +2,7 @@
 //! same as the REST endpoints'), and ModelInfer (decoded by [`super::infer`], run by the
 //! engine under its admission and limits, bounded by the client's `grpc-timeout`).
 
-use super::infer::{decode_model_infer, model_infer_response};
+use super::infer::{decode_model_infer_for, model_infer_response};
 use super::proto::grpc_inference_service_server::GrpcInferenceService;
 use super::proto::model_metadata_response::TensorMetadata;
 use super::proto::{
@@ -14,7 +14,7 @@ use super::status::from_engine;
 use crate::engine::Outcome;
 use crate::server::AppState;
 use crate::server::oip::{EXTENSIONS, MODEL_NAME};
-use crate::server::oip_tensors::{TensorMeta, input_metadata, output_metadata};
+use crate::server::oip_tensors::{Schema, TensorMeta, model_tensors};
 use std::time::Duration;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status};
@@ -127,16 +127,13 @@ impl GrpcInferenceService for Inference {
     ) -> Result<Response<ModelMetadataResponse>, Status> {
         let request = request.into_inner();
         check_model(&request.name, &request.version)?;
-        let config = self.state.engine.model_config();
+        let (inputs, output) = model_tensors(&self.state.engine);
         Ok(Response::new(ModelMetadataResponse {
             name: MODEL_NAME.to_string(),
             versions: vec!["1".to_string()],
             platform: "linear-dit".to_string(),
-            inputs: input_metadata(config)
-                .into_iter()
-                .map(tensor_metadata)
-                .collect(),
-            outputs: vec![tensor_metadata(output_metadata(config))],
+            inputs: inputs.into_iter().map(tensor_metadata).collect(),
+            outputs: vec![tensor_metadata(output)],
         }))
     }
 
@@ -152,9 +149,10 @@ impl GrpcInferenceService for Inference {
         let timeout = client_timeout(request.metadata()).map_err(invalid)?;
         let request = request.into_inner();
         check_model(&request.model_name, &request.model_version).map_err(invalid)?;
-        let inputs =
-            decode_model_infer(request).map_err(|e| invalid(Status::invalid_argument(e)))?;
-        let forward = engine.forward(inputs.x, inputs.t, inputs.y, inputs.grid);
+        let schema = Schema::of(engine);
+        let inputs = decode_model_infer_for(schema, request)
+            .map_err(|e| invalid(Status::invalid_argument(e)))?;
+        let forward = inputs.run(engine);
         let answer = match timeout {
             // Dropping the forward at the deadline cancels it: its slot is freed.
             Some(limit) => tokio::time::timeout(limit, forward).await.map_err(|_| {
@@ -165,8 +163,12 @@ impl GrpcInferenceService for Inference {
             })?,
             None => forward.await,
         };
-        let eps = answer.map_err(from_engine)?;
-        Ok(Response::new(model_infer_response(inputs.id, &eps)))
+        let (id, eps) = answer.map_err(from_engine)?;
+        Ok(Response::new(model_infer_response(
+            id,
+            schema.output_name(),
+            &eps,
+        )))
     }
 }
 
