@@ -8,6 +8,7 @@ use super::sample::SampleArgs;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use linear_dit::SanaModel;
+use linear_dit::model::sana::{SANA_VAE_FACTOR, latent_side};
 use linear_dit::sampling::flow::{Caption, FlowParams, FlowSamplerKind, SanaRequest, sample_sana};
 use linear_dit::tensor_file::{TensorFile, write_tensors};
 use linear_dit::weights::SanaWeights;
@@ -15,9 +16,6 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
-
-/// Pixels per latent cell of SANA's DC-AE (`vae_scale_factor` of the SANA pipelines).
-pub const SANA_PIXELS_PER_LATENT: usize = 32;
 
 /// The flags of `sample` that only a SANA model takes.
 #[derive(Debug, Clone, Default, Args)]
@@ -31,10 +29,11 @@ pub struct SanaSampleFlags {
     /// --guidance > 1 on a model without guidance_embeds (required there).
     #[arg(long)]
     pub negative_embeds: Option<PathBuf>,
-    /// Image height in pixels, a multiple of 32 (the latents are height/32 tall) [1024].
+    /// Image height in pixels, a multiple of 32 (the latents are height/32 tall) [the model's
+    /// sample_size × 32, e.g. 1024].
     #[arg(long)]
     pub height: Option<usize>,
-    /// Image width in pixels, a multiple of 32 [1024].
+    /// Image width in pixels, a multiple of 32 [as the height].
     #[arg(long)]
     pub width: Option<usize>,
     /// Flow shift of the sigmas (flow samplers) [3.0; the 4K models use 6.0].
@@ -86,19 +85,10 @@ fn dit_only_flag(args: &SampleArgs) -> Option<&'static str> {
     .find_map(|(set, flag)| set.then_some(flag))
 }
 
-/// Pixels → latent cells, refusing sizes the DC-AE cannot produce.
-fn latent_size(what: &str, pixels: usize) -> Result<usize> {
-    if pixels == 0 || !pixels.is_multiple_of(SANA_PIXELS_PER_LATENT) {
-        bail!(
-            "--{what} is {pixels}; it must be a positive multiple of {SANA_PIXELS_PER_LATENT} pixels"
-        );
-    }
-    Ok(pixels / SANA_PIXELS_PER_LATENT)
-}
-
-fn read_caption(model: &SanaModel, path: &Path, flag: &str) -> Result<Arc<Caption>> {
-    let file = TensorFile::open(path).with_context(|| format!("{flag} {}", path.display()))?;
-    let caption = Caption::from_file(model.config(), &file).with_context(|| flag.to_string())?;
+fn read_caption(model: &SanaModel, path: &Path, what: &'static str) -> Result<Arc<Caption>> {
+    let file = TensorFile::open(path)?;
+    let caption = Caption::from_file(model.config(), &file, what)
+        .with_context(|| path.display().to_string())?;
     Ok(Arc::new(caption))
 }
 
@@ -116,9 +106,11 @@ pub fn run(args: SampleArgs) -> Result<()> {
             "a SANA model samples from caption embeddings: give --prompt-embeds P.safetensors and --out-latents L.safetensors"
         );
     };
-    let height = latent_size("height", flags.height.unwrap_or(1024))?;
-    let width = latent_size("width", flags.width.unwrap_or(1024))?;
     let model = SanaModel::new(&SanaWeights::load(&args.weights)?, args.device.backend)?;
+    // Unset: the model's native resolution, sample_size latents per side.
+    let native = model.config().sample_size.saturating_mul(SANA_VAE_FACTOR);
+    let side = |what, pixels: Option<usize>| latent_side(what, pixels.unwrap_or(native) as u64);
+    let (height, width) = (side("height", flags.height)?, side("width", flags.width)?);
     let mut params = FlowParams::for_model(model.config());
     if let Some(sampler) = &args.sampler {
         params = params.with_sampler(sampler.parse::<FlowSamplerKind>()?);
@@ -133,11 +125,11 @@ pub fn run(args: SampleArgs) -> Result<()> {
         params = params.with_shift(shift);
     }
     let request = SanaRequest {
-        prompt: read_caption(&model, prompt, "--prompt-embeds")?,
+        prompt: read_caption(&model, prompt, "prompt_embeds")?,
         negative: flags
             .negative_embeds
             .as_deref()
-            .map(|p| read_caption(&model, p, "--negative-embeds"))
+            .map(|p| read_caption(&model, p, "negative_embeds"))
             .transpose()?,
         height,
         width,

@@ -9,24 +9,14 @@
 //! to pixels needs the DC-AE, which is not built, so `format: png` is refused.
 
 use crate::engine::SanaGenerateRequest;
-use crate::model::sana::SanaConfig;
+use crate::model::sana::{SANA_VAE_FACTOR, SanaConfig, latent_side};
 use crate::sampling::flow::{Caption, FlowParams, FlowSamplerKind};
-use crate::tensor::Tensor;
 use crate::tensor_file::TensorFile;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// Pixels per latent along each side: the DC-AE of the SANA pipelines (`f32c32`).
-pub const SANA_VAE_FACTOR: u64 = 32;
-
-/// The tensor of a captions file that holds the embeddings.
-const EMBEDS: &str = "prompt_embeds";
-
-/// The tensor of a captions file that holds the mask (optional).
-const MASK: &str = "prompt_attention_mask";
 
 /// Fields of the DiT body that mean nothing to a `sana` model.
 const DIT_FIELDS: [&str; 2] = ["class_label", "eta"];
@@ -112,9 +102,11 @@ pub fn decode_sana_generate_request(
         Some(text) => Some(caption(config, "negative_embeds", text)?),
         None => None,
     };
-    let default_side = config.sample_size as u64 * SANA_VAE_FACTOR;
-    let height = latent_side("height", body.height.unwrap_or(default_side))?;
-    let width = latent_side("width", body.width.unwrap_or(default_side))?;
+    let default_side = (config.sample_size as u64).saturating_mul(SANA_VAE_FACTOR as u64);
+    let side = |what, pixels: Option<u64>| {
+        latent_side(what, pixels.unwrap_or(default_side)).map_err(|e| e.to_string())
+    };
+    let (height, width) = (side("height", body.height)?, side("width", body.width)?);
     let mut params = FlowParams::for_model(config);
     if let Some(name) = &body.sampler {
         let sampler: FlowSamplerKind = name.parse().map_err(|e| format!("`sampler`: {e}"))?;
@@ -164,17 +156,6 @@ pub fn foreign_field(body: &[u8], fields: &[&str], owner: &str, served: &str) ->
     ))
 }
 
-/// A side in pixels as latents: a positive multiple of [`SANA_VAE_FACTOR`].
-fn latent_side(field: &str, pixels: u64) -> Result<usize, String> {
-    if pixels == 0 || !pixels.is_multiple_of(SANA_VAE_FACTOR) {
-        return Err(format!(
-            "`{field}` is {pixels}; it must be a positive multiple of {SANA_VAE_FACTOR} pixels (the DC-AE's factor: latents are {field}/{SANA_VAE_FACTOR})"
-        ));
-    }
-    usize::try_from(pixels / SANA_VAE_FACTOR)
-        .map_err(|_| format!("`{field}` is {pixels}; too large for this machine"))
-}
-
 /// The captions of the base64 safetensors file `text` of field `field`.
 fn caption(config: &SanaConfig, field: &'static str, text: &str) -> Result<Arc<Caption>, String> {
     let bytes = BASE64
@@ -183,45 +164,7 @@ fn caption(config: &SanaConfig, field: &'static str, text: &str) -> Result<Arc<C
     let file = TensorFile::from_bytes(field, &bytes)
         .map_err(|e| format!("`{field}` is not a safetensors file: {e}"))?;
     drop(bytes);
-    if let Some(other) = file
-        .names()
-        .into_iter()
-        .find(|n| *n != EMBEDS && *n != MASK)
-    {
-        return Err(format!(
-            "`{field}` holds a tensor `{other}`; a captions file holds `{EMBEDS}` and optionally `{MASK}` (negative captions too)"
-        ));
-    }
-    if !file.contains(EMBEDS) {
-        return Err(format!("`{field}` has no tensor `{EMBEDS}`"));
-    }
-    let raw = file.tensor(EMBEDS).map_err(|e| format!("`{field}`: {e}"))?;
-    if raw.dtype == crate::DType::I64 {
-        return Err(format!(
-            "`{field}`: tensor `{EMBEDS}` is I64; caption embeddings are F32, BF16 or F16"
-        ));
-    }
-    let embeds = Tensor::from_raw(EMBEDS, &raw).map_err(|e| format!("`{field}`: {e}"))?;
-    let mask = match file.contains(MASK) {
-        false => None,
-        true => {
-            let raw = file.tensor(MASK).map_err(|e| format!("`{field}`: {e}"))?;
-            if !matches!(raw.shape.as_slice(), [_] | [1, _]) {
-                return Err(format!(
-                    "`{field}`: tensor `{MASK}` has shape {:?}; expected [S] or [1, S]",
-                    raw.shape
-                ));
-            }
-            let values = match raw.dtype {
-                crate::DType::I64 => raw
-                    .to_i64_vec(MASK)
-                    .map(|v| v.into_iter().map(|v| v as f32).collect()),
-                _ => raw.to_f32_vec(MASK),
-            };
-            Some(values.map_err(|e| format!("`{field}`: {e}"))?)
-        }
-    };
-    let caption = Caption::new(config, embeds, mask).map_err(|e| format!("`{field}`: {e}"))?;
+    let caption = Caption::from_file(config, &file, field).map_err(|e| e.to_string())?;
     Ok(Arc::new(caption))
 }
 
@@ -231,9 +174,9 @@ mod tests {
 
     #[test]
     fn sides_are_multiples_of_the_vae_factor() {
-        assert_eq!(latent_side("height", 256), Ok(8));
+        assert_eq!(latent_side("height", 256).unwrap(), 8);
         for bad in [0, 31, 33] {
-            let e = latent_side("width", bad).unwrap_err();
+            let e = latent_side("width", bad).unwrap_err().to_string();
             assert!(e.contains("`width`") && e.contains("multiple of 32"), "{e}");
         }
     }

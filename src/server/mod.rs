@@ -20,7 +20,7 @@ mod tracking;
 
 pub use error::ApiError;
 pub use generate::{ResponseFormat, decode_generate_request};
-pub use generate_sana::{SANA_VAE_FACTOR, SanaGenerateBody, decode_sana_generate_request};
+pub use generate_sana::{SanaGenerateBody, decode_sana_generate_request};
 pub use oip::{
     DecodedForward, DecodedInfer, decode_infer_body, decode_infer_body_for, decode_infer_request,
 };

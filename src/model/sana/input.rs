@@ -13,6 +13,26 @@ pub const MAX_TEXT_TOKENS: usize = 4096;
 /// schedules run over `[0, 1000]`.
 pub const MAX_TIMESTEP: f32 = 1000.0;
 
+/// Pixels per latent cell of SANA's DC-AE (the pipelines' `vae_scale_factor`): an image of
+/// H × W pixels is denoised as H/32 × W/32 latents.
+pub const SANA_VAE_FACTOR: usize = 32;
+
+/// The latent side of an image side of `pixels` pixels, or an error naming `what` when it is
+/// not a positive multiple of [`SANA_VAE_FACTOR`].
+pub fn latent_side(what: &'static str, pixels: u64) -> Result<usize> {
+    let factor = SANA_VAE_FACTOR as u64;
+    if pixels == 0 || !pixels.is_multiple_of(factor) {
+        return Err(Error::input(
+            what,
+            format!(
+                "is {pixels}; it must be a positive multiple of {factor} pixels (the DC-AE's factor: latents are {what}/{factor})"
+            ),
+        ));
+    }
+    usize::try_from(pixels / factor)
+        .map_err(|_| Error::input(what, format!("is {pixels}; too large for this machine")))
+}
+
 /// The inputs of a forward over `B` samples.
 #[derive(Debug, Clone, Copy)]
 pub struct SanaInput<'a> {

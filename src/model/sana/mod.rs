@@ -10,6 +10,7 @@ pub mod tensors;
 
 pub use config::{QK_NORM_ACROSS_HEADS, SANA_CLASS_NAME, SanaConfig, SanaDims};
 pub use input::{
-    MAX_TEXT_TOKENS, MAX_TIMESTEP, SanaInput, SanaShape, sana_forward_bytes, validate_sana,
+    MAX_TEXT_TOKENS, MAX_TIMESTEP, SANA_VAE_FACTOR, SanaInput, SanaShape, latent_side,
+    sana_forward_bytes, validate_sana,
 };
 pub use tensors::{BlockPart, SanaTensor, sana_tensors};
