@@ -8,6 +8,7 @@
 //!   scaled dot product with scale `1/√d`), the mask entering as diffusers' additive bias
 //!   `(1 − mask)·(−10000)` (not −∞: a fully masked caption attends uniformly, as there).
 
+use crate::backends::cpu::gemm::{MatRef, Threads, matmul};
 use rayon::prelude::*;
 
 /// diffusers' denominator epsilon of the linear attention.
@@ -74,7 +75,9 @@ pub fn relu_linear_attention(
 }
 
 /// Softmax cross-attention of one sample: `q` and `out` are `[tokens, heads·d]`, `k` and
-/// `v` are `[texts, heads·d]`, `bias` (`[texts]`) is added to every score row.
+/// `v` are `[texts, heads·d]`, `bias` (`[texts]`) is added to every score row. Per head, as
+/// two matrix products around a row softmax: S = q_h k_hᵀ / √d + bias, P = softmax(S),
+/// out_h = P v_h; the heads run in parallel, each product on its own thread.
 pub fn masked_cross_attention(
     q: &[f32],
     k: &[f32],
@@ -86,36 +89,63 @@ pub fn masked_cross_attention(
 ) {
     let width = heads * head_dim;
     let texts = bias.len();
+    let tokens = q.len() / width.max(1);
+    if tokens == 0 || texts == 0 {
+        return;
+    }
     let scale = 1.0 / (head_dim as f32).sqrt();
-    out.par_chunks_mut(width)
-        .zip(q.par_chunks(width))
-        .for_each(|(out_row, q_row)| {
-            let mut scores = vec![0.0f32; texts];
-            for head in 0..heads {
-                let offset = head * head_dim;
-                let q_head = &q_row[offset..offset + head_dim];
-                for (s, score) in scores.iter_mut().enumerate() {
-                    let k_head = &k[s * width + offset..][..head_dim];
-                    let dot: f32 = q_head.iter().zip(k_head).map(|(a, b)| a * b).sum();
-                    *score = dot * scale + bias[s];
+    let view = |x, rows, head| head_view(x, rows, head, head_dim, width);
+    let per_head: Vec<Vec<f32>> = (0..heads)
+        .into_par_iter()
+        .map(|head| {
+            let mut scores = vec![0.0f32; tokens * texts];
+            matmul(
+                view(q, tokens, head),
+                view(k, texts, head).t(),
+                &mut scores,
+                texts,
+                false,
+                Threads::Caller,
+            );
+            for row in scores.chunks_exact_mut(texts) {
+                let mut max = f32::NEG_INFINITY;
+                for (score, &b) in row.iter_mut().zip(bias) {
+                    *score = *score * scale + b;
+                    max = max.max(*score);
                 }
-                let max = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
                 let mut total = 0.0f32;
-                for score in scores.iter_mut() {
+                for score in row.iter_mut() {
                     *score = (*score - max).exp();
                     total += *score;
                 }
-                let o = &mut out_row[offset..offset + head_dim];
-                o.fill(0.0);
-                for (s, &p) in scores.iter().enumerate() {
-                    let v_head = &v[s * width + offset..][..head_dim];
-                    for (o, &ve) in o.iter_mut().zip(v_head) {
-                        *o += p * ve;
-                    }
-                }
-                o.iter_mut().for_each(|x| *x /= total);
+                let inverse = 1.0 / total;
+                row.iter_mut().for_each(|p| *p *= inverse);
+            }
+            let mut attended = vec![0.0f32; tokens * head_dim];
+            matmul(
+                MatRef::dense(&scores, tokens, texts),
+                view(v, texts, head),
+                &mut attended,
+                head_dim,
+                false,
+                Threads::Caller,
+            );
+            attended
+        })
+        .collect();
+    out.par_chunks_mut(width)
+        .enumerate()
+        .for_each(|(token, row)| {
+            for (head, attended) in per_head.iter().enumerate() {
+                row[head * head_dim..(head + 1) * head_dim]
+                    .copy_from_slice(&attended[token * head_dim..(token + 1) * head_dim]);
             }
         });
+}
+
+/// Head `head`'s `[rows, head_dim]` columns of a `[rows, width]` matrix, in place.
+fn head_view(x: &[f32], rows: usize, head: usize, head_dim: usize, width: usize) -> MatRef<'_> {
+    MatRef::strided(&x[head * head_dim..], rows, head_dim, width)
 }
 
 /// diffusers' `RMSNorm` with a weight, on every row of `x` (`[rows, weight.len()]`):

@@ -15,34 +15,41 @@ pub fn mix_ffn(block: &SanaBlockParams, x: &[f32], rows: usize, cols: usize) -> 
     let mut expanded = vec![0.0f32; tokens * wide];
     linear_into(x, 1, tokens, &block.ffn_inverted, &mut expanded, true);
     expanded.par_iter_mut().for_each(|v| *v = silu(*v));
+    // The 3×3 taps laid out [tap][channel], so each tap is one contiguous multiply-add over
+    // the channels of a neighbour (vectorised), in the order (bias, then taps row by row)
+    // of the per-channel sum.
     let kernel = block.ffn_depthwise.as_slice();
+    let taps: Vec<f32> = (0..9)
+        .flat_map(|tap| (0..wide).map(move |c| kernel[c * 9 + tap]))
+        .collect();
     let kernel_bias = block.ffn_depthwise_bias.as_slice();
     let mut gated = vec![0.0f32; tokens * half];
-    gated
-        .par_chunks_mut(half)
-        .enumerate()
-        .for_each(|(token, out)| {
+    gated.par_chunks_mut(half).enumerate().for_each_init(
+        || vec![0.0f32; wide],
+        |conv, (token, out)| {
             let (i, j) = (token / cols, token % cols);
-            // The depthwise conv of channel c at (i, j), zero outside the grid.
-            let conv = |c: usize| {
-                let mut sum = kernel_bias[c];
-                for di in 0..3 {
-                    let Some(y) = (i + di).checked_sub(1).filter(|&y| y < rows) else {
+            conv.copy_from_slice(kernel_bias);
+            for di in 0..3 {
+                let Some(y) = (i + di).checked_sub(1).filter(|&y| y < rows) else {
+                    continue;
+                };
+                for dj in 0..3 {
+                    let Some(x) = (j + dj).checked_sub(1).filter(|&x| x < cols) else {
                         continue;
                     };
-                    for dj in 0..3 {
-                        let Some(x) = (j + dj).checked_sub(1).filter(|&x| x < cols) else {
-                            continue;
-                        };
-                        sum += kernel[c * 9 + di * 3 + dj] * expanded[(y * cols + x) * wide + c];
+                    let tap = &taps[(di * 3 + dj) * wide..][..wide];
+                    let input = &expanded[(y * cols + x) * wide..][..wide];
+                    for ((acc, &w), &v) in conv.iter_mut().zip(tap).zip(input) {
+                        *acc += w * v;
                     }
                 }
-                sum
-            };
-            for (c, o) in out.iter_mut().enumerate() {
-                *o = conv(c) * silu(conv(half + c));
             }
-        });
+            let (value, gate) = conv.split_at(half);
+            for ((o, &u), &g) in out.iter_mut().zip(value).zip(gate) {
+                *o = u * silu(g);
+            }
+        },
+    );
     let mut out = vec![0.0f32; tokens * block.ffn_point.out];
     linear_into(&gated, 1, tokens, &block.ffn_point, &mut out, false);
     out

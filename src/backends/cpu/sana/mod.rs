@@ -106,15 +106,14 @@ impl SanaCpu {
         }
         let activated: Vec<f32> = condition.iter().map(|&c| silu(c)).collect();
         let time6 = linear_rows(&activated, 1, &p.time_linear);
-        // 3. Captions: Linear, tanh GELU, Linear, RMSNorm.
-        let mut text = linear_tokens(s.captions, shape.texts, &p.caption_first);
+        // 3. Captions: Linear, tanh GELU, Linear, RMSNorm — row by row, so the tokens the
+        // mask drops are left out first (see `kept_captions`).
+        let (captions, bias) = kept_captions(s.captions, s.mask, p.config.caption_channels);
+        let texts = bias.len();
+        let mut text = linear_tokens(&captions, texts, &p.caption_first);
         text.iter_mut().for_each(|v| *v = gelu_tanh(*v));
-        let mut text = linear_tokens(&text, shape.texts, &p.caption_second);
+        let mut text = linear_tokens(&text, texts, &p.caption_second);
         rms_norm_rows(&mut text, p.caption_norm.as_slice(), RMS_NORM_EPS);
-        let bias: Vec<f32> = match s.mask {
-            Some(mask) => mask.iter().map(|m| (1.0 - m) * MASKED_TOKEN_BIAS).collect(),
-            None => vec![0.0; shape.texts],
-        };
         // 4. Blocks.
         let eps = p.config.norm_eps as f32;
         let mut normed = vec![0.0f32; tokens * h];
@@ -148,8 +147,8 @@ impl SanaCpu {
             add_gated(&mut x, &projected, Some(&gate_msa));
             // Cross-attention on the un-normalised stream (diffusers applies no norm here).
             let mut q = linear_tokens(&x, tokens, &block.cross_q);
-            let mut k = linear_tokens(&text, shape.texts, &block.cross_k);
-            let v = linear_tokens(&text, shape.texts, &block.cross_v);
+            let mut k = linear_tokens(&text, texts, &block.cross_k);
+            let v = linear_tokens(&text, texts, &block.cross_v);
             if let Some((norm_q, norm_k)) = &block.cross_qk_norm {
                 rms_norm_rows(&mut q, norm_q.as_slice(), RMS_NORM_EPS);
                 rms_norm_rows(&mut k, norm_k.as_slice(), RMS_NORM_EPS);
@@ -210,6 +209,34 @@ fn add_gated(x: &mut [f32], y: &[f32], gate: Option<&[f32]>) {
             }),
         None => x.par_iter_mut().zip(y).for_each(|(x, y)| *x += y),
     }
+}
+
+/// The caption rows of one sample that the cross-attention can see, and their score biases
+/// `(1 − mask)·(−10000)`. A token the mask drops (mask 0) gets a softmax weight of
+/// exp(score − 10000 − max) = 0 in f32 whenever some token is kept (unless their scores
+/// differ by more than ~9900), and every caption row is computed independently of the
+/// others, so leaving those rows out changes nothing but the work: SANA pipelines pad every
+/// caption to 300 tokens. A caption that keeps no token is kept whole (it attends uniformly,
+/// as in diffusers).
+fn kept_captions(captions: &[f32], mask: Option<&[f32]>, width: usize) -> (Vec<f32>, Vec<f32>) {
+    let texts = captions.len() / width.max(1);
+    let Some(mask) = mask.filter(|m| m.iter().any(|&v| v != 0.0)) else {
+        let bias = match mask {
+            Some(mask) => mask.iter().map(|m| (1.0 - m) * MASKED_TOKEN_BIAS).collect(),
+            None => vec![0.0; texts],
+        };
+        return (captions.to_vec(), bias);
+    };
+    let kept: Vec<usize> = (0..texts).filter(|&i| mask[i] != 0.0).collect();
+    let rows = kept
+        .iter()
+        .flat_map(|&i| captions[i * width..(i + 1) * width].iter().copied())
+        .collect();
+    let bias = kept
+        .iter()
+        .map(|&i| (1.0 - mask[i]) * MASKED_TOKEN_BIAS)
+        .collect();
+    (rows, bias)
 }
 
 /// diffusers' `TimestepEmbedding(Timesteps(256)(t))`: Linear, SiLU, Linear.
