@@ -11,8 +11,9 @@ cross 16 x 72, Mix-FFN 2.5x, Gemma-2 captions of 300 tokens) cut to a few layers
   against our `run_to_end`; the relative error of our final latents to diffusers' is
   reported, so the two are seen to compute the same thing.
 
-Rounds alternate, ours then diffusers', after one untimed warm-up each; the medians are
-compared. Each thread count sets torch.set_num_threads(n) and RAYON_NUM_THREADS=n.
+Rounds alternate, ours then diffusers', each after --pause idle seconds (torch's OpenMP
+workers keep spinning after a parallel region and would slow the next round of either side),
+after one untimed warm-up each; the medians are compared. Each thread count sets torch.set_num_threads(n) and RAYON_NUM_THREADS=n.
 
     cargo build --release --example sana_bench
     /work/pyenv/bin/python python/sana_cpu_bench.py [--threads 2 1] [--layers 2] [--rounds 5]
@@ -80,11 +81,16 @@ class Ours:
         return json.loads(last[-1])
 
 
-def alternate(ours, theirs, rounds):
-    """(our seconds, their seconds), one of each per round; `theirs` already warmed up."""
+def alternate(ours, theirs, rounds, pause):
+    """(our seconds, their seconds), one of each per round; `theirs` already warmed up. Each
+    round starts after `pause` seconds idle: the OpenMP workers torch leaves spinning after a
+    parallel region (and rayon's, briefly) would otherwise steal the cores from the other side's
+    round (measured: our 2-thread forward at 256 tokens 0.59 s alone, 1.0 s right after torch's)."""
     mine, other = [], []
     for _ in range(rounds):
+        time.sleep(pause)
         mine.append(ours.round())
+        time.sleep(pause)
         start = time.perf_counter()
         theirs()
         other.append(time.perf_counter() - start)
@@ -119,7 +125,7 @@ def bench_forward(model, folder, tmp, side, threads, args):
 
     theirs()
     ours = Ours(args.binary, threads, [folder, path, str(args.rounds)])
-    mine, other = alternate(ours, theirs, args.rounds)
+    mine, other = alternate(ours, theirs, args.rounds, args.pause)
     ours.close()
     return row("forward", side, mine, other, {"batch": 2})
 
@@ -144,7 +150,7 @@ def bench_loop(model, folder, tmp, side, threads, args):
     latents = os.path.join(tmp, f"latents{side}.safetensors")
     ours = Ours(args.binary, threads, ["--loop", str(args.steps), "--guidance", str(GUIDANCE), "--latents", latents,
                                        folder, path, str(args.rounds)])
-    mine, other = alternate(ours, theirs, args.rounds)
+    mine, other = alternate(ours, theirs, args.rounds, args.pause)
     ours.close()
     got = load_file(latents)["latents"]
     rel = float((got - want).norm() / want.norm())
@@ -174,6 +180,7 @@ def main():
     parser.add_argument("--loop-sides", type=int, nargs="*", default=[16, 32])
     parser.add_argument("--binary", default=os.environ.get(
         "LINEAR_DIT_SANA_BENCH", os.path.join(ROOT, "target", "release", "examples", "sana_bench")))
+    parser.add_argument("--pause", type=float, default=1.0, help="idle seconds before each timed round")
     parser.add_argument("--out")
     args = parser.parse_args()
     config = dict(in_channels=32, out_channels=32, num_attention_heads=36, attention_head_dim=32,
@@ -198,7 +205,7 @@ def main():
                       "4.5, negatives in the batch, one image), f32, Sana-600M-shaped cut to few layers, against "
                       "diffusers eager (SanaTransformer2DModel / SanaPipeline) on the same weights and inputs, "
                       "rounds alternating in one run (python/sana_cpu_bench.py)",
-              "config": config, "rounds": args.rounds, "machine": machine(), "results": results}
+              "config": config, "rounds": args.rounds, "pause_s": args.pause, "machine": machine(), "results": results}
     if args.out:
         with open(args.out, "w") as f:
             json.dump(report, f, indent=2)
