@@ -22,9 +22,9 @@ pub struct SanaGenerateRequest {
     pub height: usize,
     /// Latent width W.
     pub width: usize,
-    /// Images [1].
+    /// Images (default 1).
     pub num_images: usize,
-    /// Noise seed [0].
+    /// Noise seed (default 0).
     pub seed: u64,
     /// Sampler, steps, guidance, shift; `None`: [`FlowParams::for_model`].
     pub params: Option<FlowParams>,

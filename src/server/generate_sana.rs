@@ -48,13 +48,13 @@ pub struct SanaGenerateBody {
     pub num_steps: Option<usize>,
     /// `flow-dpmpp2m` | `flow-euler` | `scm` [flow-dpmpp2m; scm for `guidance_embeds`].
     pub sampler: Option<String>,
-    /// Classifier-free guidance, or SANA-Sprint's embedded guidance [4.5].
+    /// Classifier-free guidance, or SANA-Sprint's embedded guidance (default 4.5).
     pub guidance_scale: Option<f32>,
-    /// Shift of the flow sigmas [3].
+    /// Shift of the flow sigmas (default 3).
     pub flow_shift: Option<f64>,
-    /// Noise seed [0].
+    /// Noise seed (default 0).
     pub seed: Option<u64>,
-    /// Images [1].
+    /// Images (default 1).
     pub num_images: Option<usize>,
     /// `safetensors` [safetensors]; `png` is refused (no DC-AE decoder).
     pub format: Option<String>,
