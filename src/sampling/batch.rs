@@ -116,16 +116,9 @@ impl<'a> StepEps<'a> {
 
     /// Advances `trajectory` by its next rows; an error when ε has fewer rows than the batch.
     pub fn advance(&mut self, trajectory: &mut Trajectory) -> Result<()> {
-        let cond = self.rows.next();
-        // `Some(None)`: unguided; `None`: a guided row that is missing.
-        let uncond = if trajectory.is_guided() {
-            self.rows.next().map(Some)
-        } else {
-            Some(None)
-        };
-        match (cond, uncond) {
-            (Some(cond), Some(uncond)) => trajectory.advance(cond, uncond),
-            _ => Err(Error::input("eps", "has fewer rows than the step batch")),
+        match next_rows(&mut self.rows, trajectory.is_guided()) {
+            Some((cond, uncond)) => trajectory.advance(cond, uncond),
+            None => Err(Error::input("eps", "has fewer rows than the step batch")),
         }
     }
 
@@ -142,6 +135,19 @@ impl<'a> StepEps<'a> {
             }
         }
         failure.map_or(Ok(()), Err)
+    }
+}
+
+/// The next conditional row of `rows` and, when `guided`, the unconditional row after it;
+/// `None` when a row is missing.
+pub(crate) fn next_rows<'a>(
+    rows: &mut std::slice::ChunksExact<'a, f32>,
+    guided: bool,
+) -> Option<(&'a [f32], Option<&'a [f32]>)> {
+    let cond = rows.next()?;
+    match guided {
+        true => rows.next().map(|uncond| (cond, Some(uncond))),
+        false => Some((cond, None)),
     }
 }
 

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::model::sana::SanaInput;
 use crate::runtime::SanaModel;
 use crate::sampling::NoiseKey;
+use crate::sampling::batch::next_rows;
 use crate::tensor::Tensor;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -100,15 +101,9 @@ impl<'a> SanaStepRows<'a> {
     /// Advances `trajectory` by its next rows; an error when `v` has fewer rows than the
     /// batch.
     pub fn advance(&mut self, trajectory: &mut SanaTrajectory) -> Result<()> {
-        let cond = self.rows.next();
-        // `Some(None)`: unguided; `None`: a guided row that is missing.
-        let uncond = match trajectory.is_guided() {
-            true => self.rows.next().map(Some),
-            false => Some(None),
-        };
-        match (cond, uncond) {
-            (Some(cond), Some(uncond)) => trajectory.advance(cond, uncond),
-            _ => Err(Error::input("v", "has fewer rows than the step batch")),
+        match next_rows(&mut self.rows, trajectory.is_guided()) {
+            Some((cond, uncond)) => trajectory.advance(cond, uncond),
+            None => Err(Error::input("v", "has fewer rows than the step batch")),
         }
     }
 }
