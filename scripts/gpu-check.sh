@@ -35,31 +35,7 @@ SKIPPED="$OUT/skipped.txt"
 : > "$STATUS"
 : > "$SKIPPED"
 QUICK="${1:-}"
-say() { echo "== [$((SECONDS - START))s] $*" | tee -a "$LOG"; }
-left() { echo $((BUDGET_S - (SECONDS - START))); }
-# fits NAME ESTIMATE_S: whether ESTIMATE_S seconds are left; records NAME as skipped if not.
-fits() {
-    if (( $(left) >= $2 )); then return 0; fi
-    echo "$1 (needs ~$2 s, $(left) s left)" >> "$SKIPPED"
-    say "skipped for time: $1 (needs ~$2 s, $(left) s left)"
-    return 1
-}
-# step NAME LIMIT_S COMMAND...: runs under a time limit, logs, records pass/fail.
-step() {
-    local name="$1" limit="$2"; shift 2
-    say "$name (limit ${limit}s): $*"
-    if timeout "$limit" "$@" >> "$LOG" 2>&1; then echo "$name pass" >> "$STATUS"; else echo "$name FAIL" >> "$STATUS"; fi
-}
-
-# cudarc loads libraries by name: put the CUDA libraries (cuBLASLt, NVRTC) on the path.
-PY_NVIDIA=$(python3 -c 'import nvidia, os; print(os.path.dirname(nvidia.__file__))' 2>/dev/null || true)
-LIBS=""
-if [[ -n "$PY_NVIDIA" ]]; then
-    LIBS=$(find "$PY_NVIDIA" -maxdepth 3 -type d -name lib | tr '\n' ':')
-fi
-export LD_LIBRARY_PATH="${LIBS}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-export RUST_LOG=warn
-export LINEAR_DIT_REQUIRE_GPU=1
+source scripts/gpu-check-common.sh
 
 # 1. The machine (~5 s).
 say "commit $(cat "$BIN/COMMIT" 2>/dev/null), $(date -u +%FT%TZ), budget ${BUDGET_S}s"
