@@ -20,6 +20,7 @@ mod launch_params;
 mod module;
 mod ops;
 mod profile;
+mod sana;
 mod shape_cache;
 mod staging;
 mod streams;
@@ -45,7 +46,7 @@ use cudarc::driver::CudaContext;
 use device::{device_error, guarded, is_internal_error, unavailable};
 use graph::{GraphUse, Timing};
 use module::Kernels;
-use ops::Ops;
+use ops::{FeatureMap, Ops};
 use shape_cache::ShapeCache;
 use std::sync::{Arc, Mutex};
 use weights::DeviceWeights;
@@ -94,7 +95,7 @@ impl CudaBackend {
                 .map_err(|e| device_error("creating the copy stream", e))?;
             let kernels = Kernels::load(&ctx, info.compute_capability)?;
             tracing::info!(origin = %kernels.origin, "kernels loaded");
-            let ops = Ops::new(&kernels, dtype, compute.clone())?;
+            let ops = Ops::new(&kernels, dtype, FeatureMap::EluPlusOne, compute.clone())?;
             let blas = Blas::new(compute.clone(), info.compute_capability.0)?;
             let weights = DeviceWeights::upload(weights, dtype, &compute)?;
             compute

@@ -1,0 +1,2 @@
+mod shape;
+mod weights;
