@@ -91,7 +91,11 @@ impl Inputs {
             t: Tensor::new(vec![1], vec![self.t.data()[b]]).unwrap(),
             captions: one(&self.captions),
             mask: self.mask.as_ref().map(|m| {
-                Tensor::new(vec![1, texts], m.data()[b * texts..(b + 1) * texts].to_vec()).unwrap()
+                Tensor::new(
+                    vec![1, texts],
+                    m.data()[b * texts..(b + 1) * texts].to_vec(),
+                )
+                .unwrap()
             }),
             guidance: self
                 .guidance
@@ -126,7 +130,10 @@ fn check_against_the_cpu(name: &str) {
         assert_eq!(out.shape(), reference.shape(), "{name} on {label}");
         let err = rel_error(out.data(), reference.data());
         println!("{name} on {label}: relative error {err:.3e} against the CPU");
-        assert!(err <= tolerance, "{name} on {label}: {err:.3e} > {tolerance:e}");
+        assert!(
+            err <= tolerance,
+            "{name} on {label}: {err:.3e} > {tolerance:e}"
+        );
     }
 }
 
@@ -215,9 +222,15 @@ fn the_forward_is_captured_once_and_replayed() {
     let input = inputs.input();
     let shape = validate_sana(weights.config(), &input).unwrap();
     let reference = eager.forward(&input, shape).unwrap();
-    let runs: Vec<Tensor> = (0..3).map(|_| backend.forward(&input, shape).unwrap()).collect();
+    let runs: Vec<Tensor> = (0..3)
+        .map(|_| backend.forward(&input, shape).unwrap())
+        .collect();
     for (i, run) in runs.iter().enumerate() {
-        assert_eq!(run.data(), reference.data(), "run {i} differs from the eager forward");
+        assert_eq!(
+            run.data(),
+            reference.data(),
+            "run {i} differs from the eager forward"
+        );
     }
     assert_eq!(
         backend.graph_stats(),

@@ -25,11 +25,11 @@ pub struct SanaModel {
     backend: SanaBackend,
 }
 
-/// Where a `sana` model runs.
+/// Where a `sana` model runs (boxed: the model is made once, and the two differ in size).
 enum SanaBackend {
-    Cpu(SanaCpu),
+    Cpu(Box<SanaCpu>),
     #[cfg(feature = "cuda")]
-    Cuda(SanaCudaBackend),
+    Cuda(Box<SanaCudaBackend>),
 }
 
 impl SanaBackend {
@@ -51,12 +51,14 @@ impl SanaBackend {
 
     fn cpu(weights: &SanaWeights, precision: Precision, fallback: bool) -> Result<Self> {
         check_cpu_precision(precision, fallback)?;
-        Ok(SanaBackend::Cpu(SanaCpu::new(weights)?))
+        Ok(SanaBackend::Cpu(Box::new(SanaCpu::new(weights)?)))
     }
 
     #[cfg(feature = "cuda")]
     fn cuda(weights: &SanaWeights, precision: Precision) -> Result<Self> {
-        Ok(SanaBackend::Cuda(SanaCudaBackend::new(weights, precision)?))
+        Ok(SanaBackend::Cuda(Box::new(SanaCudaBackend::new(
+            weights, precision,
+        )?)))
     }
 
     /// Without the `cuda` feature there is no GPU backend: unavailable, so `Auto` runs on

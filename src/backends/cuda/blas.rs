@@ -134,8 +134,11 @@ impl BatchedGemmShape {
         let strides = [self.stride_a, self.stride_b, self.stride_d];
         let lds = [self.lda, self.ldb, self.ldd];
         let mut out = [0usize; 3];
-        for (i, ((rows, cols), (ld, stride))) in
-            self.stored().into_iter().zip(lds.into_iter().zip(strides)).enumerate()
+        for (i, ((rows, cols), (ld, stride))) in self
+            .stored()
+            .into_iter()
+            .zip(lds.into_iter().zip(strides))
+            .enumerate()
         {
             if ld < rows.max(1) {
                 return Err(internal_error(format!(
@@ -228,7 +231,13 @@ impl Blas {
     /// Each pointer must address a device buffer of at least the elements
     /// [`BatchedGemmShape::extents`] gives for it, valid until the stream has run; D must
     /// not overlap A or B.
-    pub unsafe fn batched(&mut self, shape: BatchedGemmShape, a: u64, b: u64, d: u64) -> Result<()> {
+    pub unsafe fn batched(
+        &mut self,
+        shape: BatchedGemmShape,
+        a: u64,
+        b: u64,
+        d: u64,
+    ) -> Result<()> {
         if !self.batched_plans.contains_key(&shape) {
             let plan = self.batched_plan(shape)?;
             self.batched_plans.insert(shape, plan);
@@ -288,8 +297,9 @@ impl Blas {
             .zip(types)
             .zip(lds.into_iter().zip(strides))
         {
-            let layout = lt::create_matrix_layout(cuda_data_type(t), rows as u64, cols as u64, ld as i64)
-                .map_err(fail("cublasLtMatrixLayoutCreate"))?;
+            let layout =
+                lt::create_matrix_layout(cuda_data_type(t), rows as u64, cols as u64, ld as i64)
+                    .map_err(fail("cublasLtMatrixLayoutCreate"))?;
             layouts.push(layout);
             let stride = stride as i64;
             use sys::cublasLtMatrixLayoutAttribute_t as L;

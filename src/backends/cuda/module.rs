@@ -569,7 +569,10 @@ mod tests {
             "linear_attention_relu_partial_bf16_d32",
             "linear_attention_relu_apply_f32_d128",
         ] {
-            assert!(asked.iter().any(|n| n == sana), "the host never asks for `{sana}`");
+            assert!(
+                asked.iter().any(|n| n == sana),
+                "the host never asks for `{sana}`"
+            );
         }
         for unit in KERNEL_UNITS {
             assert!(

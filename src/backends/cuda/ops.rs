@@ -12,12 +12,12 @@
 //! launch** (for a captured graph: as long as the graph may be replayed).
 
 use super::device::device_error;
-use super::device_slice::{DeviceSlice, Element, Storage, addr_or_null, strided_extent};
 use super::device::internal_error;
+use super::device_slice::{DeviceSlice, Element, Storage, addr_or_null, strided_extent};
 use super::launch_params::{
-    DepthwiseConvGlu, EmbedAdd, LinearAttention, MaskedSoftmax, ModulationAffine,
-    ModulationTable, NormModulate, ResidualAdd, ResidualNormModulate, RmsNorm, SmallLinear,
-    SmallLinearInput, SmallLinearOutput,
+    DepthwiseConvGlu, EmbedAdd, LinearAttention, MaskedSoftmax, ModulationAffine, ModulationTable,
+    NormModulate, ResidualAdd, ResidualNormModulate, RmsNorm, SmallLinear, SmallLinearInput,
+    SmallLinearOutput,
 };
 use super::module::Kernels;
 use crate::dtype::DType;
@@ -28,8 +28,8 @@ use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use std::collections::HashMap;
 use std::sync::Arc;
 
-pub(crate) use super::attention_variant::attention_chunk;
 pub(crate) use super::attention_variant::FeatureMap;
+pub(crate) use super::attention_variant::attention_chunk;
 use super::attention_variant::{AttentionGeometry, AttentionKernels, REDUCE_KERNEL};
 pub(crate) use super::kernel_constants::MAX_HEAD_DIM;
 use super::kernel_constants::{

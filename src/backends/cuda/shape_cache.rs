@@ -63,11 +63,7 @@ impl<K: Copy + Eq + Hash + std::fmt::Debug, A> ShapeCache<K, A> {
 
     /// Adds the shape `key` with the arena `make` allocates — first dropping the oldest
     /// shape when [`MAX_SHAPES`] are kept, so that its memory is free for the new arena.
-    pub fn insert_with(
-        &mut self,
-        key: K,
-        make: impl FnOnce() -> Result<A>,
-    ) -> Result<()> {
+    pub fn insert_with(&mut self, key: K, make: impl FnOnce() -> Result<A>) -> Result<()> {
         if self.shapes.len() >= MAX_SHAPES && !self.order.is_empty() {
             let oldest = self.order.remove(0);
             self.shapes.remove(&oldest);
@@ -105,7 +101,10 @@ mod tests {
             cache.insert_with(key, || Ok(key * 10)).unwrap();
         }
         assert!(!cache.contains(0) && !cache.contains(1));
-        assert_eq!(cache.get_mut(MAX_SHAPES + 1).unwrap().arena, (MAX_SHAPES + 1) * 10);
+        assert_eq!(
+            cache.get_mut(MAX_SHAPES + 1).unwrap().arena,
+            (MAX_SHAPES + 1) * 10
+        );
         assert!(cache.get_mut(0).is_err());
     }
 }

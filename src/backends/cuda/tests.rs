@@ -86,7 +86,13 @@ fn open_gpu() -> Option<Gpu> {
 
 impl Gpu {
     fn ops(&self, dtype: DType) -> Ops {
-        Ops::new(&self.kernels, dtype, FeatureMap::EluPlusOne, self.stream.clone()).expect("ops")
+        Ops::new(
+            &self.kernels,
+            dtype,
+            FeatureMap::EluPlusOne,
+            self.stream.clone(),
+        )
+        .expect("ops")
     }
 
     fn f32(&self, values: &[f32]) -> DeviceArray<f32> {

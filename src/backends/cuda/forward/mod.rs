@@ -171,7 +171,11 @@ impl ForwardContext<'_> {
 /// Enqueues `gemm` in storage type `dtype` on `blas` after checking its views against its
 /// extents (shared by every flavor's forward: the views are the only thing the unsafe GEMM
 /// call trusts).
-pub(super) fn checked_gemm<O: GemmOutput>(blas: &mut Blas, dtype: DType, gemm: Gemm<O>) -> Result<()> {
+pub(super) fn checked_gemm<O: GemmOutput>(
+    blas: &mut Blas,
+    dtype: DType,
+    gemm: Gemm<O>,
+) -> Result<()> {
     let Gemm {
         rows,
         n,

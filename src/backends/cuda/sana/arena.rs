@@ -178,7 +178,12 @@ impl SanaBuffers {
     }
 
     /// Block `index`'s table + modulation `[B, 6h]`.
-    pub fn block_modulation(&self, index: usize, batch: usize, h: usize) -> Result<DeviceSlice<f32>> {
+    pub fn block_modulation(
+        &self,
+        index: usize,
+        batch: usize,
+        h: usize,
+    ) -> Result<DeviceSlice<f32>> {
         let values = batch * 6 * h;
         self.block_modulation.slice(index * values, values)
     }

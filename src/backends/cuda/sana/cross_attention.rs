@@ -31,12 +31,19 @@ use crate::error::Result;
 
 /// Enqueues block `block`'s cross-attention of `arena`'s residual stream to its captions,
 /// into `cross_attention`.
-pub fn enqueue(ctx: &mut SanaContext<'_>, arena: &SanaArena, block: &SanaDeviceBlock) -> Result<()> {
+pub fn enqueue(
+    ctx: &mut SanaContext<'_>,
+    arena: &SanaArena,
+    block: &SanaDeviceBlock,
+) -> Result<()> {
     let (s, b) = (&arena.sizes, &arena.buffers);
     let dtype = ctx.ops.dtype;
     if dtype != DType::F32 {
         // SAFETY: arena views (see the module docs of `forward`).
-        unsafe { ctx.ops.cast_in(b.residual, b.residual_cast, s.token_rows * s.hidden) }?;
+        unsafe {
+            ctx.ops
+                .cast_in(b.residual, b.residual_cast, s.token_rows * s.hidden)
+        }?;
     }
     ctx.linear(s.token_rows, b.residual_cast, &block.cross_q, b.cross_q)?;
     ctx.linear(s.text_rows, b.text, &block.cross_k, b.cross_k)?;
@@ -47,8 +54,12 @@ pub fn enqueue(ctx: &mut SanaContext<'_>, arena: &SanaArena, block: &SanaDeviceB
     }
     let scale = 1.0 / (s.cross_head_dim as f32).sqrt();
     for sample in 0..s.batch {
-        let keys = b.cross_k.slice(sample * s.texts * s.cross, s.texts * s.cross)?;
-        let values = b.cross_v.slice(sample * s.texts * s.cross, s.texts * s.cross)?;
+        let keys = b
+            .cross_k
+            .slice(sample * s.texts * s.cross, s.texts * s.cross)?;
+        let values = b
+            .cross_v
+            .slice(sample * s.texts * s.cross, s.texts * s.cross)?;
         let mask = b.mask.slice(sample * s.texts, s.texts)?;
         for (start, tile) in tiles(s.tokens, s.score_tile) {
             let first_row = sample * s.tokens + start;
@@ -172,9 +183,15 @@ mod tests {
         // 2 heads of d = 8 over S = 7 captions, a tile of 5 tokens, q/k/v 16 wide.
         let shapes = TileShapes::new(7, 5, 2, 8, DType::BF16);
         // scores: k read for head 1 from column 8 (the last head's last key at row 6).
-        assert_eq!(shapes.scores.extents().unwrap(), [8 + 6 * 16 + 8, 8 + 4 * 16 + 8, 2 * 35]);
+        assert_eq!(
+            shapes.scores.extents().unwrap(),
+            [8 + 6 * 16 + 8, 8 + 4 * 16 + 8, 2 * 35]
+        );
         // output: v like k; probs [2, 5, 7]; the output's last head's last token row 4.
-        assert_eq!(shapes.output.extents().unwrap(), [8 + 6 * 16 + 8, 2 * 35, 8 + 4 * 16 + 8]);
+        assert_eq!(
+            shapes.output.extents().unwrap(),
+            [8 + 6 * 16 + 8, 2 * 35, 8 + 4 * 16 + 8]
+        );
         assert_eq!(shapes.scores.output, DType::F32);
         assert_eq!(shapes.output.output, DType::BF16);
     }

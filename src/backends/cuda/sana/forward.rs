@@ -282,9 +282,23 @@ fn bias_or(layer: &SanaLinear, zeros: DeviceSlice<Storage>) -> DeviceSlice<Stora
 fn conditioning(ctx: &SanaContext<'_>, arena: &SanaArena) -> Result<()> {
     let (s, b, w) = (&arena.sizes, &arena.buffers, ctx.weights);
     let (batch, h) = (s.batch, s.hidden);
-    timestep_mlp(ctx.ops, &w.timestep, b.timestep_features, b, batch, SmallLinearOutput::Overwrite)?;
+    timestep_mlp(
+        ctx.ops,
+        &w.timestep,
+        b.timestep_features,
+        b,
+        batch,
+        SmallLinearOutput::Overwrite,
+    )?;
     if let Some(guidance) = &w.guidance {
-        timestep_mlp(ctx.ops, guidance, b.guidance_features, b, batch, SmallLinearOutput::Accumulate)?;
+        timestep_mlp(
+            ctx.ops,
+            guidance,
+            b.guidance_features,
+            b,
+            batch,
+            SmallLinearOutput::Accumulate,
+        )?;
     }
     small_linear(
         ctx.ops,
@@ -437,9 +451,18 @@ fn captions(ctx: &mut SanaContext<'_>, arena: &SanaArena) -> Result<()> {
     ctx.linear_no_bias(rows, b.captions, first, b.text_hidden)?;
     let bias = bias_or(first, b.zero_bias);
     // SAFETY: arena views and weights (see the module docs).
-    unsafe { ctx.ops.bias_gelu(b.text_hidden, bias, rows, first.out, Gelu::Tanh) }?;
+    unsafe {
+        ctx.ops
+            .bias_gelu(b.text_hidden, bias, rows, first.out, Gelu::Tanh)
+    }?;
     ctx.linear(rows, b.text_hidden, &weights.caption_second, b.text)?;
-    ctx.rms_norm_in_place(b.text, s.hidden, rows, s.hidden, weights.caption_norm.slice())
+    ctx.rms_norm_in_place(
+        b.text,
+        s.hidden,
+        rows,
+        s.hidden,
+        weights.caption_norm.slice(),
+    )
 }
 
 /// The patch embedding into the residual stream (+ bias + positions), then block 0's norm1

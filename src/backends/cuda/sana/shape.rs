@@ -7,8 +7,8 @@
 use super::super::arena::batch_bucket;
 use super::super::ops::{MAX_HEAD_DIM, attention_chunk};
 use crate::error::{Error, Result};
-use crate::model::sana::{SanaDims, SanaShape};
 use crate::model::sana::tensors::TIME_FREQUENCY_WIDTH;
+use crate::model::sana::{SanaDims, SanaShape};
 
 /// A sana forward shape: what a CUDA graph and its arena are captured for. The grid is part
 /// of the key (not only the token count) because the depthwise conv of the Mix-FFN and the
@@ -101,7 +101,8 @@ pub struct SanaSizes {
 
 /// `a · b`, or [`Error::TooLarge`] naming `what`.
 fn mul(what: &str, a: usize, b: usize) -> Result<usize> {
-    a.checked_mul(b).ok_or_else(|| too_large(what, format!("{a} × {b} overflows")))
+    a.checked_mul(b)
+        .ok_or_else(|| too_large(what, format!("{a} × {b} overflows")))
 }
 
 fn too_large(what: &str, reason: String) -> Error {
@@ -116,7 +117,10 @@ fn fits_int(what: &str, value: usize) -> Result<()> {
     if value > i32::MAX as usize {
         return Err(too_large(
             what,
-            format!("is {value}; the CUDA kernels take it as a 32-bit int (at most {})", i32::MAX),
+            format!(
+                "is {value}; the CUDA kernels take it as a 32-bit int (at most {})",
+                i32::MAX
+            ),
         ));
     }
     Ok(())
@@ -128,7 +132,10 @@ impl SanaSizes {
         if d.head_dim == 0 || d.head_dim > MAX_HEAD_DIM {
             return Err(too_large(
                 "attention_head_dim",
-                format!("is {}; the attention kernels take 1…{MAX_HEAD_DIM}", d.head_dim),
+                format!(
+                    "is {}; the attention kernels take 1…{MAX_HEAD_DIM}",
+                    d.head_dim
+                ),
             ));
         }
         let batch = key.batch_bucket;
@@ -137,8 +144,16 @@ impl SanaSizes {
         let text_rows = mul("the caption tokens of the batch", batch, key.texts)?;
         let cross = mul("the cross-attention width", d.cross_heads, d.cross_head_dim)?;
         let wide = mul("the Mix-FFN width", 2, d.ffn_hidden)?;
-        let patch_width = mul("the patch features", d.in_channels, mul("p²", d.patch, d.patch)?)?;
-        let out_width = mul("the output features", d.out_channels, mul("p²", d.patch, d.patch)?)?;
+        let patch_width = mul(
+            "the patch features",
+            d.in_channels,
+            mul("p²", d.patch, d.patch)?,
+        )?;
+        let out_width = mul(
+            "the output features",
+            d.out_channels,
+            mul("p²", d.patch, d.patch)?,
+        )?;
         let block_modulation = mul("the adaLN-single width", 6, d.hidden)?;
         let chunk = attention_chunk(tokens);
         let chunks = tokens.div_ceil(chunk);
@@ -178,7 +193,10 @@ impl SanaSizes {
             ("the adaLN-single width", block_modulation),
             ("the Mix-FFN width", wide),
             ("the cross-attention width", cross),
-            ("the score rows of a tile", mul("the score rows", d.cross_heads, tile)?),
+            (
+                "the score rows of a tile",
+                mul("the score rows", d.cross_heads, tile)?,
+            ),
             ("the pass-1 chunk", chunk),
             ("the timestep features", TIME_FREQUENCY_WIDTH),
         ] {
@@ -197,11 +215,19 @@ impl SanaSizes {
         let counts = [
             mul("the residual stream", self.token_rows, self.hidden)?,
             mul("qkv", self.token_rows, mul("3h", 3, self.hidden)?)?,
-            mul("the Mix-FFN activations", self.token_rows, mul("2m", 2, self.ffn)?)?,
+            mul(
+                "the Mix-FFN activations",
+                self.token_rows,
+                mul("2m", 2, self.ffn)?,
+            )?,
             mul("the cross-attention q", self.token_rows, self.cross)?,
             mul("the patches", self.token_rows, self.patch_width)?,
             mul("the output", self.token_rows, self.out_width)?,
-            mul("the captions", self.text_rows, self.caption.max(self.hidden))?,
+            mul(
+                "the captions",
+                self.text_rows,
+                self.caption.max(self.hidden),
+            )?,
             mul("the caption k/v", self.text_rows, self.cross)?,
             mul(
                 "the attention partial sums",
@@ -310,7 +336,9 @@ mod tests {
         assert!(overflow.unwrap_err().to_string().contains("token grid"));
         let mut wide = dims();
         wide.head_dim = 129;
-        let error = SanaSizes::new(&wide, 20, key(1, 4, 4, 3)).unwrap_err().to_string();
+        let error = SanaSizes::new(&wide, 20, key(1, 4, 4, 3))
+            .unwrap_err()
+            .to_string();
         assert!(error.contains("attention_head_dim"), "{error}");
     }
 }

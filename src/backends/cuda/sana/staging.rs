@@ -51,9 +51,7 @@ impl SanaStaging {
                 patches: ctx
                     .alloc_pinned::<f32>(s.token_rows * s.patch_width)
                     .map_err(|e| pin("patches", e))?,
-                timestep_features: ctx
-                    .alloc_pinned::<f32>(features)
-                    .map_err(|e| pin("t", e))?,
+                timestep_features: ctx.alloc_pinned::<f32>(features).map_err(|e| pin("t", e))?,
                 guidance_features: ctx
                     .alloc_pinned::<f32>(features)
                     .map_err(|e| pin("guidance", e))?,
@@ -126,8 +124,14 @@ pub fn upload(arena: &SanaArena, stream: &CudaStream) -> Result<()> {
     let (b, st) = (&arena.buffers, &arena.staging);
     let sources = [
         (b.patches_upload, st.patches.as_slice().map_err(fail)?),
-        (b.timestep_features, st.timestep_features.as_slice().map_err(fail)?),
-        (b.guidance_features, st.guidance_features.as_slice().map_err(fail)?),
+        (
+            b.timestep_features,
+            st.timestep_features.as_slice().map_err(fail)?,
+        ),
+        (
+            b.guidance_features,
+            st.guidance_features.as_slice().map_err(fail)?,
+        ),
         (b.captions_upload, st.captions.as_slice().map_err(fail)?),
         (b.mask, st.mask.as_slice().map_err(fail)?),
     ];
@@ -166,7 +170,12 @@ pub fn download(arena: &mut SanaArena, stream: &CudaStream) -> Result<()> {
 
 /// The velocity `[B, C_out, H, W]` of the first `shape.batch` samples, from pinned staging
 /// once the download has run.
-pub fn read_output(arena: &SanaArena, shape: SanaShape, out_channels: usize, patch: usize) -> Result<Tensor> {
+pub fn read_output(
+    arena: &SanaArena,
+    shape: SanaShape,
+    out_channels: usize,
+    patch: usize,
+) -> Result<Tensor> {
     let rows = arena
         .staging
         .out
@@ -177,7 +186,10 @@ pub fn read_output(arena: &SanaArena, shape: SanaShape, out_channels: usize, pat
     for sample in rows.chunks(per_sample).take(shape.batch) {
         data.extend(unpatchify(sample, out_channels, shape, patch));
     }
-    Tensor::new(vec![shape.batch, out_channels, shape.height, shape.width], data)
+    Tensor::new(
+        vec![shape.batch, out_channels, shape.height, shape.width],
+        data,
+    )
 }
 
 #[cfg(test)]
