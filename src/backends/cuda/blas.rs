@@ -108,6 +108,21 @@ pub struct BatchedGemmShape {
     pub input: DType,
     /// Type of D.
     pub output: DType,
+    /// Bytes every operand's address is a multiple of, for every matrix of the batch (the
+    /// heuristic otherwise assumes 256 and may pick an algorithm that faults on the heads'
+    /// offsets of `d` elements).
+    pub alignment: u32,
+}
+
+/// The largest power of two (at most 256) dividing every one of `offsets` (bytes; zeros
+/// ignored): the alignment of addresses that differ from a 256-aligned base by sums of them.
+pub fn common_alignment(offsets: &[usize]) -> u32 {
+    offsets
+        .iter()
+        .filter(|&&v| v != 0)
+        .map(|&v| 1u32 << v.trailing_zeros().min(8))
+        .min()
+        .unwrap_or(256)
 }
 
 impl BatchedGemmShape {
@@ -345,7 +360,7 @@ impl Blas {
         use sys::cublasLtMatmulDescAttributes_t as D;
         set(D::CUBLASLT_MATMUL_DESC_TRANSA, shape.transpose_a as i32).map_err(fail("TRANSA"))?;
         set(D::CUBLASLT_MATMUL_DESC_TRANSB, shape.transpose_b as i32).map_err(fail("TRANSB"))?;
-        plan.algo = self.heuristic(&plan, &what)?;
+        plan.algo = self.heuristic(&plan, &what, Some(shape.alignment))?;
         tracing::debug!(?shape, "cuBLASLt batched plan cached");
         Ok(plan)
     }
@@ -452,14 +467,20 @@ impl Blas {
             )
             .map_err(fail("BIAS_DATA_TYPE"))?;
         }
-        plan.algo = self.heuristic(&plan, &format!("{shape:?}"))?;
+        plan.algo = self.heuristic(&plan, &format!("{shape:?}"), None)?;
         tracing::debug!(?shape, "cuBLASLt plan cached");
         Ok(plan)
     }
 
     /// The heuristic's best algorithm for `plan` (`what` names the shape in errors), within
-    /// the workspace and with split-K partials reduced in fp32 only.
-    fn heuristic(&self, plan: &GemmPlan, what: &str) -> Result<sys::cublasLtMatmulAlgo_t> {
+    /// the workspace, with split-K partials reduced in fp32 only, and — with `alignment` —
+    /// for operand addresses only that many bytes aligned (cuBLASLt's default is 256).
+    fn heuristic(
+        &self,
+        plan: &GemmPlan,
+        what: &str,
+        alignment: Option<u32>,
+    ) -> Result<sys::cublasLtMatmulAlgo_t> {
         let fail = |step: &'static str| move |e| device_error(&format!("{step} for {what}"), e);
         let pref = lt::create_matmul_pref().map_err(fail("cublasLtMatmulPreferenceCreate"))?;
         let bytes = self.workspace.len();
@@ -481,6 +502,27 @@ impl Blas {
                     (&reduction) as *const u32 as *const c_void,
                     size_of::<u32>(),
                 )
+            })
+            .and_then(|_| {
+                let Some(alignment) = alignment else {
+                    return Ok(());
+                };
+                [
+                    P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES,
+                    P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
+                    P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES,
+                    P::CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES,
+                ]
+                .into_iter()
+                .try_for_each(|attr| {
+                    // The attribute is a uint32_t.
+                    lt::set_matmul_pref_attribute(
+                        pref,
+                        attr,
+                        (&alignment) as *const u32 as *const c_void,
+                        size_of::<u32>(),
+                    )
+                })
             })
             .and_then(|_| {
                 lt::get_matmul_algo_heuristic(
@@ -528,7 +570,17 @@ mod tests {
             batch: heads,
             input: DType::BF16,
             output: DType::F32,
+            alignment: 2,
         }
+    }
+
+    #[test]
+    fn alignment_is_the_largest_power_of_two_dividing_every_offset() {
+        assert_eq!(common_alignment(&[16, 64]), 16);
+        assert_eq!(common_alignment(&[16, 10]), 2);
+        assert_eq!(common_alignment(&[0, 4096]), 256);
+        assert_eq!(common_alignment(&[]), 256);
+        assert_eq!(common_alignment(&[224, 4480]), 32);
     }
 
     #[test]

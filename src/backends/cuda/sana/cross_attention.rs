@@ -20,7 +20,7 @@
 //! not (their rows are N·c apart, heads d apart). Why tiles: the fp32 scores of a tile are
 //! bounded by [`super::shape::SCORE_TILE_BYTES`] whatever the image size.
 
-use super::super::blas::BatchedGemmShape;
+use super::super::blas::{BatchedGemmShape, common_alignment};
 use super::super::device_slice::{DeviceSlice, Element};
 use super::super::launch_params::MaskedSoftmax;
 use super::arena::SanaArena;
@@ -106,6 +106,15 @@ impl TileShapes {
     /// channels, in storage type `dtype`.
     pub fn new(texts: usize, tile: usize, heads: usize, d: usize, dtype: DType) -> Self {
         let width = heads * d;
+        let es = dtype.size();
+        // Operands start at 256-aligned buffers plus whole rows (of `width` elements: a
+        // sample's captions, a tile's first token) and whole heads (d elements); the scores
+        // and probabilities advance by tile·S elements per head.
+        let rows_and_heads = [width * es, d * es];
+        let scores_alignment =
+            common_alignment(&[rows_and_heads[0], rows_and_heads[1], tile * texts * 4]);
+        let output_alignment =
+            common_alignment(&[rows_and_heads[0], rows_and_heads[1], tile * texts * es]);
         TileShapes {
             scores: BatchedGemmShape {
                 m: texts,
@@ -122,6 +131,7 @@ impl TileShapes {
                 batch: heads,
                 input: dtype,
                 output: DType::F32,
+                alignment: scores_alignment,
             },
             output: BatchedGemmShape {
                 m: d,
@@ -138,6 +148,7 @@ impl TileShapes {
                 batch: heads,
                 input: dtype,
                 output: dtype,
+                alignment: output_alignment,
             },
         }
     }
@@ -194,5 +205,11 @@ mod tests {
         );
         assert_eq!(shapes.scores.output, DType::F32);
         assert_eq!(shapes.output.output, DType::BF16);
+        // Heads 16 bytes apart, rows 32: 16; the probs' per-head stride 5·7·2 = 70 bytes: 2.
+        assert_eq!(shapes.scores.alignment, 4);
+        assert_eq!(shapes.output.alignment, 2);
+        // Sana 1600M (d = 112, c = 2240, S = 300, a tile of 1024) in bf16: 32 bytes.
+        let sana = TileShapes::new(300, 1024, 20, 112, DType::BF16);
+        assert_eq!((sana.scores.alignment, sana.output.alignment), (32, 32));
     }
 }
