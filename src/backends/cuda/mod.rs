@@ -200,7 +200,10 @@ fn with_guarded_state<S, T>(
 
 /// The first device, once the libraries the backend needs are known to load.
 fn first_device() -> Result<DeviceInfo> {
-    let info = device::devices()?.remove(0);
+    let info = device::devices()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| unavailable("no CUDA device is visible"))?;
     if !CudaLibrary::CublasLt.is_present() {
         return Err(unavailable(
             "libcublasLt.so was not found (needed for the GEMMs); put the CUDA libraries on LD_LIBRARY_PATH",

@@ -1,5 +1,5 @@
-//! The `sana` flavor on the CPU: f32 with f32 accumulation, the reference the CUDA path will
-//! be checked against. Each sample runs independently (its own GEMMs), so a sample's output
+//! The `sana` flavor on the CPU: f32 with f32 accumulation, the reference the CUDA path
+//! (`backends/cuda/sana`) is checked against (`tests/cuda_sana.rs`). Each sample runs independently (its own GEMMs), so a sample's output
 //! does not depend on what shares its batch.
 
 mod attention;
