@@ -185,7 +185,10 @@ impl Uploader<'_> {
             let raw = weights.raw(name)?;
             joined.extend_from_slice(stored_as(name, raw, self.dtype, &mut self.buffer)?);
         }
-        DeviceArray::upload_storage_bytes(self.stream, &joined, self.dtype)
+        let array = DeviceArray::upload_storage_bytes(self.stream, &joined, self.dtype)?;
+        // `joined` is freed on return: wait for the copy from it (a few per block, at load).
+        self.synchronize()?;
+        Ok(array)
     }
 
     /// Tensor `name` as f32 (small vectors only: proj_out's bias).
