@@ -198,6 +198,10 @@ impl SanaSizes {
                 mul("the score rows", d.cross_heads, tile)?,
             ),
             ("the pass-1 chunk", chunk),
+            (
+                "the attention groups (batch × heads)",
+                mul("the attention groups", batch, d.heads)?,
+            ),
             ("the timestep features", TIME_FREQUENCY_WIDTH),
         ] {
             fits_int(what, value)?;
