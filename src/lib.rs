@@ -49,6 +49,7 @@
 #![warn(missing_docs)]
 
 pub mod backends;
+pub(crate) mod byte_lru;
 pub mod dtype;
 #[cfg(feature = "engine")]
 pub mod engine;

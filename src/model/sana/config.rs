@@ -170,6 +170,8 @@ pub struct SanaDims {
     pub patch: usize,
     /// Caption embedding width.
     pub caption: usize,
+    /// Transformer blocks.
+    pub layers: usize,
 }
 
 impl SanaConfig {
@@ -203,6 +205,7 @@ impl SanaConfig {
             out_channels: self.out_channels.unwrap_or(self.in_channels),
             patch: self.patch_size,
             caption: self.caption_channels,
+            layers: self.num_layers,
         }
     }
 

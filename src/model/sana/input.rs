@@ -207,8 +207,9 @@ pub fn validate_sana(config: &SanaConfig, input: &SanaInput<'_>) -> Result<SanaS
 
 /// Peak host bytes of a CPU forward, exact in u128 so a hostile size is refused before any
 /// allocation: per image token the stream, its norm, q/k/v, two attention outputs and the
-/// Mix-FFN's 2m + m values (+ the patch features), per caption token its projection and
-/// cross k/v, per sample the modulation vectors; all f32.
+/// Mix-FFN's 2m + m values (+ the patch features), per caption token its kept row and the
+/// memo's key of it, its projection and every block's cross k/v (the text memo computes them
+/// at once), per sample the modulation vectors; all f32.
 pub fn sana_forward_bytes(d: &SanaDims, shape: &SanaShape) -> u128 {
     let h = d.hidden as u128;
     let cross = (d.cross_heads * d.cross_head_dim) as u128;
@@ -216,7 +217,7 @@ pub fn sana_forward_bytes(d: &SanaDims, shape: &SanaShape) -> u128 {
         + 2 * cross
         + 3 * d.ffn_hidden as u128
         + (d.in_channels * d.patch * d.patch + d.patch * d.patch * d.out_channels) as u128;
-    let per_text = 2 * h + 2 * cross + d.caption as u128;
+    let per_text = 2 * h + 2 * cross * (d.layers as u128 + 1) + 2 * d.caption as u128;
     let batch = shape.batch as u128;
     let values =
         batch * (shape.tokens() as u128 * per_token + shape.texts as u128 * per_text + 8 * h);

@@ -5,8 +5,9 @@
 mod attention;
 mod mix_ffn;
 mod params;
+mod text_memo;
 
-use crate::backends::cpu::activation::{gelu_tanh, silu};
+use crate::backends::cpu::activation::silu;
 use crate::backends::cpu::conditioning::modulated_affine;
 use crate::backends::cpu::linear::{linear_into, linear_rows, linear_tokens};
 use crate::backends::cpu::norm::norm_rows;
@@ -19,6 +20,8 @@ use crate::weights::SanaWeights;
 use attention::{MASKED_TOKEN_BIAS, masked_cross_attention, relu_linear_attention, rms_norm_rows};
 use params::{SanaParams, TimestepMlp};
 use rayon::prelude::*;
+pub use text_memo::DEFAULT_TEXT_MEMO_BYTES;
+use text_memo::TextMemo;
 
 /// Epsilon of the caption RMSNorm and of the qk norms (diffusers' `RMSNorm(eps=1e-5)` and
 /// `Attention`'s default eps).
@@ -29,6 +32,8 @@ const FINAL_NORM_EPS: f32 = 1e-6;
 /// A `sana` model on the CPU.
 pub struct SanaCpu {
     params: SanaParams,
+    /// Each caption's text keys and values, computed once for all the steps that ask for it.
+    text: TextMemo,
 }
 
 /// One sample's inputs, sliced out of the batch.
@@ -45,6 +50,7 @@ impl SanaCpu {
     pub fn new(weights: &SanaWeights) -> Result<Self> {
         Ok(SanaCpu {
             params: SanaParams::load(weights)?,
+            text: TextMemo::new(DEFAULT_TEXT_MEMO_BYTES),
         })
     }
 
@@ -107,18 +113,12 @@ impl SanaCpu {
         }
         let activated: Vec<f32> = condition.iter().map(|&c| silu(c)).collect();
         let time6 = linear_rows(&activated, 1, &p.time_linear);
-        // 3. Captions: Linear, tanh GELU, Linear, RMSNorm — row by row, so the tokens the
-        // mask drops are left out first (see `kept_captions`).
-        let (captions, bias) = kept_captions(s.captions, s.mask, p.config.caption_channels);
-        let texts = bias.len();
-        let mut text = linear_tokens(&captions, texts, &p.caption_first);
-        text.iter_mut().for_each(|v| *v = gelu_tanh(*v));
-        let mut text = linear_tokens(&text, texts, &p.caption_second);
-        rms_norm_rows(&mut text, p.caption_norm.as_slice(), RMS_NORM_EPS);
+        // 3. Captions: every block's text keys and values, from the memo (see `text_memo`).
+        let text = self.text.get(p, s.captions, s.mask);
         // 4. Blocks.
         let eps = p.config.norm_eps as f32;
         let mut normed = vec![0.0f32; tokens * h];
-        for block in &p.blocks {
+        for (block, (text_k, text_v)) in p.blocks.iter().zip(&text.blocks) {
             let table = block.scale_shift_table.as_slice();
             let chunk = |i: usize| -> Vec<f32> {
                 (0..h)
@@ -148,18 +148,15 @@ impl SanaCpu {
             add_gated(&mut x, &projected, Some(&gate_msa));
             // Cross-attention on the un-normalised stream (diffusers applies no norm here).
             let mut q = linear_tokens(&x, tokens, &block.cross_q);
-            let mut k = linear_tokens(&text, texts, &block.cross_k);
-            let v = linear_tokens(&text, texts, &block.cross_v);
-            if let Some((norm_q, norm_k)) = &block.cross_qk_norm {
+            if let Some((norm_q, _)) = &block.cross_qk_norm {
                 rms_norm_rows(&mut q, norm_q.as_slice(), RMS_NORM_EPS);
-                rms_norm_rows(&mut k, norm_k.as_slice(), RMS_NORM_EPS);
             }
             let mut attended = vec![0.0f32; tokens * block.cross_q.out];
             masked_cross_attention(
                 &q,
-                &k,
-                &v,
-                &bias,
+                text_k,
+                text_v,
+                &text.bias,
                 &mut attended,
                 d.cross_heads,
                 d.cross_head_dim,

@@ -281,6 +281,7 @@ mod tests {
             out_channels: 3,
             patch: 2,
             caption: 12,
+            layers,
         };
         let key = SanaShapeKey {
             batch_bucket: batch_bucket(batch),
@@ -288,7 +289,7 @@ mod tests {
             cols: 6,
             texts: 7,
         };
-        SanaSizes::new(&d, layers, key).unwrap()
+        SanaSizes::new(&d, key).unwrap()
     }
 
     fn regions(b: &SanaBuffers, fp32: bool) -> Vec<(u64, usize)> {

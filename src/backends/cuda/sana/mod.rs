@@ -146,7 +146,7 @@ impl SanaCudaBackend {
     /// ints is refused ([`crate::Error::TooLarge`]) before anything touches the device.
     pub fn forward(&self, input: &SanaInput<'_>, shape: SanaShape) -> Result<Tensor> {
         let key = SanaShapeKey::new(&shape);
-        let sizes = SanaSizes::new(&self.dims, self.config.num_layers, key)?;
+        let sizes = SanaSizes::new(&self.dims, key)?;
         let request = Request {
             config: &self.config,
             dims: &self.dims,

@@ -127,8 +127,9 @@ fn fits_int(what: &str, value: usize) -> Result<()> {
 }
 
 impl SanaSizes {
-    /// The sizes of `key` for a model of widths `d` and `layers` blocks.
-    pub fn new(d: &SanaDims, layers: usize, key: SanaShapeKey) -> Result<Self> {
+    /// The sizes of `key` for a model of widths (and blocks) `d`.
+    pub fn new(d: &SanaDims, key: SanaShapeKey) -> Result<Self> {
+        let layers = d.layers;
         if d.head_dim == 0 || d.head_dim > MAX_HEAD_DIM {
             return Err(too_large(
                 "attention_head_dim",
@@ -283,6 +284,7 @@ mod tests {
             out_channels: 32,
             patch: 1,
             caption: 2304,
+            layers: 20,
         }
     }
 
@@ -312,7 +314,7 @@ mod tests {
 
     #[test]
     fn a_1024_image_sizes_as_expected() {
-        let s = SanaSizes::new(&dims(), 20, key(2, 32, 32, 300)).unwrap();
+        let s = SanaSizes::new(&dims(), key(2, 32, 32, 300)).unwrap();
         assert_eq!((s.tokens, s.token_rows, s.text_rows), (1024, 2048, 600));
         assert_eq!((s.cross, s.patch_width, s.out_width), (2240, 32, 32));
         assert_eq!((s.attention_chunk, s.attention_chunks), (256, 4));
@@ -324,7 +326,7 @@ mod tests {
     #[test]
     fn large_images_take_the_cross_attention_in_tiles() {
         // 4096² pixels: 128 × 128 latents.
-        let s = SanaSizes::new(&dims(), 20, key(1, 128, 128, 300)).unwrap();
+        let s = SanaSizes::new(&dims(), key(1, 128, 128, 300)).unwrap();
         assert_eq!(s.score_tile, SCORE_TILE_BYTES / (20 * 300 * 4));
         assert!(s.score_tile < s.tokens);
         assert_eq!(score_tile(5, 2, 3), 5);
@@ -333,14 +335,14 @@ mod tests {
 
     #[test]
     fn oversized_dims_are_refused_by_name() {
-        let too_many_rows = SanaSizes::new(&dims(), 20, key(1, 1 << 16, 1 << 16, 300));
+        let too_many_rows = SanaSizes::new(&dims(), key(1, 1 << 16, 1 << 16, 300));
         let error = too_many_rows.unwrap_err().to_string();
         assert!(error.contains("image tokens"), "{error}");
-        let overflow = SanaSizes::new(&dims(), 20, key(1, usize::MAX, 2, 300));
+        let overflow = SanaSizes::new(&dims(), key(1, usize::MAX, 2, 300));
         assert!(overflow.unwrap_err().to_string().contains("token grid"));
         let mut wide = dims();
         wide.head_dim = 129;
-        let error = SanaSizes::new(&wide, 20, key(1, 4, 4, 3))
+        let error = SanaSizes::new(&wide, key(1, 4, 4, 3))
             .unwrap_err()
             .to_string();
         assert!(error.contains("attention_head_dim"), "{error}");
