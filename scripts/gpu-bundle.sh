@@ -14,8 +14,9 @@ mkdir -p "$BUNDLE"
 cargo build --release --bins --example sana_bench
 cp "$CARGO_TARGET_DIR/release/linear-dit" "$BUNDLE/linear-dit"
 cp "$CARGO_TARGET_DIR/release/examples/sana_bench" "$BUNDLE/sana_bench"
-# The test executables: the library's unit tests (per-kernel parity) and tests/cuda.rs.
-cargo test --release --no-run --message-format=json --lib --test cuda 2>/dev/null |
+# The test executables: the library's unit tests (per-kernel parity), tests/cuda.rs and
+# tests/cuda_sana.rs (the sana flavor against the CPU backend).
+cargo test --release --no-run --message-format=json --lib --test cuda --test cuda_sana 2>/dev/null |
     python3 -c '
 import json, shutil, sys
 for line in sys.stdin:

@@ -4,7 +4,8 @@
 #
 #   1. nvidia-smi and `linear-dit doctor` (libraries, compute capability);
 #   2. the GPU test suite: every kernel against its CPU twin, the whole model against the CPU
-#      backend per precision, mixed batches, graph capture and replay (counted) vs eager;
+#      backend per precision, mixed batches, graph capture and replay (counted) vs eager —
+#      for dit/edifice (cuda-tests) and for sana on the diffusers fixtures (cuda_sana-tests);
 #   3. compute-sanitizer memcheck and racecheck on a small forward;
 #   4. the demo model on the GPU: classifier-judged samples (bf16);
 #   5. the benchmark sweep, N = 256 … 65,536 and B = 1 … 64, beside PyTorch eager,
@@ -48,6 +49,11 @@ TESTS_OUT=/tmp/gpu-tests.txt
 : > "$TESTS_OUT"
 step kernel-tests 120 bash -c "'$BIN/lib-tests' backends::cuda --test-threads=1 --nocapture 2>&1 | tee -a '$TESTS_OUT'"
 step model-tests 150 bash -c "'$BIN/cuda-tests' --test-threads=1 --nocapture 2>&1 | tee -a '$TESTS_OUT'"
+# sana: 8 fixtures × 3 precisions, mixed batches, graphs, a transposed grid; tiny models, so
+# mostly the NVRTC/fatbin load and the cuBLASLt plans (~40 s, a guess until measured).
+if fits sana-tests 40; then
+    step sana-tests 120 bash -c "'$BIN/cuda_sana-tests' --test-threads=1 --nocapture 2>&1 | tee -a '$TESTS_OUT'"
+fi
 if grep -q "skipped (no usable GPU)" "$TESTS_OUT"; then
     echo "gpu-tests-ran FAIL" >> "$STATUS"
     say "GPU TESTS SKIPPED: $(grep -m1 'skipped (no usable GPU)' "$TESTS_OUT")"

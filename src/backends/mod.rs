@@ -160,7 +160,7 @@ pub fn cuda_not_built() -> Error {
 /// Whether `--backend auto` runs on the CPU after the GPU backend failed with `error`: only
 /// when there is no usable GPU here. A device failure or a bug of ours is reported, not
 /// hidden behind a silently slower backend.
-fn falls_back_to_cpu(error: &Error) -> bool {
+pub(crate) fn falls_back_to_cpu(error: &Error) -> bool {
     matches!(error, Error::BackendUnavailable { .. })
 }
 
@@ -171,25 +171,31 @@ fn cpu_backend(
     precision: Precision,
     fallback: bool,
 ) -> Result<Box<dyn Backend>> {
+    check_cpu_precision(precision, fallback)?;
+    Ok(Box::new(cpu::CpuBackend::new(weights)?))
+}
+
+/// Whether the CPU backend, which computes in f32, may run a model asked for in
+/// `precision`: f32 and `auto` always; another type only as `auto`'s fallback from the GPU
+/// (said in the log), otherwise an error naming the fix. Shared by every flavor.
+pub(crate) fn check_cpu_precision(precision: Precision, fallback: bool) -> Result<()> {
     match precision.storage(DType::F32)? {
-        DType::F32 => {}
+        DType::F32 => Ok(()),
         _ if fallback => {
             tracing::warn!(
                 requested = precision.as_str(),
                 "the CPU backend computes in f32"
             );
+            Ok(())
         }
-        _ => {
-            return Err(Error::BackendUnavailable {
-                backend: "cpu",
-                reason: format!(
-                    "it computes in f32, not {}; use --precision f32",
-                    precision.as_str()
-                ),
-            });
-        }
+        _ => Err(Error::BackendUnavailable {
+            backend: "cpu",
+            reason: format!(
+                "it computes in f32, not {}; use --precision f32",
+                precision.as_str()
+            ),
+        }),
     }
-    Ok(Box::new(cpu::CpuBackend::new(weights)?))
 }
 
 #[cfg(test)]

@@ -106,7 +106,8 @@ pub fn run(args: SampleArgs) -> Result<()> {
             "a SANA model samples from caption embeddings: give --prompt-embeds P.safetensors and --out-latents L.safetensors"
         );
     };
-    let model = SanaModel::new(&SanaWeights::load(&args.weights)?, args.device.backend)?;
+    let weights = SanaWeights::load(&args.weights)?;
+    let model = SanaModel::on(&weights, args.device.backend, args.device.precision)?;
     // Unset: the model's native resolution, sample_size latents per side.
     let native = model.config().sample_size.saturating_mul(SANA_VAE_FACTOR);
     let side = |what, pixels: Option<usize>| latent_side(what, pixels.unwrap_or(native) as u64);

@@ -105,17 +105,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
                 args.weights.display()
             );
         }
-        if !matches!(
-            args.device.precision,
-            linear_dit::Precision::Auto | linear_dit::Precision::Fixed(linear_dit::DType::F32)
-        ) {
-            bail!(
-                "--precision {}: the sana flavor runs in f32 on the CPU",
-                args.device.precision.as_str()
-            );
-        }
         let weights = SanaWeights::load(&args.weights)?;
-        let model = SanaModel::new(&weights, args.device.backend)?;
+        let model = SanaModel::on(&weights, args.device.backend, args.device.precision)?;
         // Limits that can never be met fail here, not on the first request.
         config.check_serves_sana(weights.config())?;
         Loaded::Sana(Arc::new(model))

@@ -74,6 +74,15 @@ impl SanaWeights {
         &self.tensors
     }
 
+    /// Tensor `name` as stored: its dtype, shape and bytes (a view of the map), for a backend
+    /// that uploads the stored encoding without an f32 copy.
+    pub fn raw(&self, name: &str) -> Result<&RawTensor> {
+        self.tensors.get(name).ok_or_else(|| Error::MissingTensor {
+            name: name.to_string(),
+            expected: Vec::new(),
+        })
+    }
+
     /// Tensor `name` as f32 (a view of the map for aligned F32, converted otherwise).
     pub fn f32(&self, name: &str) -> Result<SharedF32> {
         let raw = self.tensors.get(name).ok_or_else(|| Error::MissingTensor {

@@ -70,20 +70,31 @@ pub struct ArenaBuffers {
     pub x_in: DeviceSlice<Storage>,
 }
 
-/// Places buffers one after another from `base`, each [`BUFFER_ALIGNMENT`]-aligned.
-struct ArenaLayout {
+/// Places buffers one after another from `base`, each [`BUFFER_ALIGNMENT`]-aligned (shared
+/// with sana's arena, `sana/arena.rs`).
+pub(super) struct ArenaLayout {
     base: u64,
     size: usize,
     dtype: DType,
 }
 
 impl ArenaLayout {
-    fn new(base: u64, dtype: DType) -> Self {
+    pub(super) fn new(base: u64, dtype: DType) -> Self {
         ArenaLayout {
             base,
             size: 0,
             dtype,
         }
+    }
+
+    /// Bytes placed so far (the arena's size once every buffer is declared).
+    pub(super) fn size(&self) -> usize {
+        self.size
+    }
+
+    /// The storage type of [`ArenaLayout::take_storage`]'s buffers.
+    pub(super) fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// The next region of `bytes` bytes: its address.
@@ -94,12 +105,12 @@ impl ArenaLayout {
     }
 
     /// A buffer of `len` elements of `T`.
-    fn take<T: FixedElement>(&mut self, len: usize) -> DeviceSlice<T> {
+    pub(super) fn take<T: FixedElement>(&mut self, len: usize) -> DeviceSlice<T> {
         DeviceSlice::new(self.place(len * T::SIZE), len)
     }
 
     /// A buffer of `len` storage-type elements.
-    fn take_storage(&mut self, len: usize) -> DeviceSlice<Storage> {
+    pub(super) fn take_storage(&mut self, len: usize) -> DeviceSlice<Storage> {
         let address = self.place(len * self.dtype.size());
         DeviceSlice::storage(address, len, self.dtype)
     }

@@ -5,8 +5,11 @@
 //! `linear_attention_partial_<dtype>_d<class>` (pass 1) and
 //! `linear_attention_apply_<dtype>_d<class>` (pass 3), class = the head dim padded to 32, 64
 //! or 128 ([`attention_padded_head_dim`]); a kernel leaves a head dim of another class alone.
-//! Pass 2, `linear_attention_reduce`, is one kernel for all. Launch contract:
-//! `kernels/README.md`.
+//! The feature map is part of the instance too: φ = ELU + 1 (dit, edifice) has the names
+//! above, φ = ReLU (sana) inserts `relu_` after `linear_attention_`
+//! (`linear_attention_relu_partial_bf16_d32`), as `kernels/linear_attention/partial.cuh` and
+//! `apply.cuh` spell them. Pass 2, `linear_attention_reduce`, is one kernel for all. Launch
+//! contract: `kernels/README.md`.
 
 use super::device::device_error;
 use super::kernel_constants::{
@@ -24,31 +27,64 @@ pub(crate) const REDUCE_KERNEL: &str = "linear_attention_reduce";
 /// The head-dim classes of the attention kernel instances: the padded head dims.
 pub(crate) const HEAD_DIM_CLASSES: [usize; 3] = [32, 64, 128];
 
-/// The pass-1 kernel of storage `dtype` for head dim `d` (1 ≤ d ≤ [`MAX_HEAD_DIM`]).
-pub(crate) fn partial_kernel(dtype: DType, d: usize) -> String {
+/// The feature map φ of a flavor's linear attention (and its denominator ε, fixed per map
+/// inside the kernels: `kernels/linear_attention/params.cuh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureMap {
+    /// φ = ELU + 1, ε = 1e−6 (dit, edifice).
+    EluPlusOne,
+    /// φ = ReLU, ε = 1e−15 (sana: diffusers' `SanaLinearAttnProcessor2_0`).
+    Relu,
+}
+
+impl FeatureMap {
+    /// Every feature map, for the tests that check the sources define each instance.
+    #[cfg(test)]
+    pub(crate) const ALL: [FeatureMap; 2] = [FeatureMap::EluPlusOne, FeatureMap::Relu];
+
+    /// What the kernel names insert after `linear_attention_`.
+    fn infix(self) -> &'static str {
+        match self {
+            FeatureMap::EluPlusOne => "",
+            FeatureMap::Relu => "relu_",
+        }
+    }
+}
+
+/// The pass-1 kernel of storage `dtype` and feature map `map` for head dim `d`
+/// (1 ≤ d ≤ [`MAX_HEAD_DIM`]).
+pub(crate) fn partial_kernel(dtype: DType, map: FeatureMap, d: usize) -> String {
     format!(
-        "linear_attention_partial_{}_d{}",
+        "linear_attention_{}partial_{}_d{}",
+        map.infix(),
         dtype.name(),
         attention_padded_head_dim(d)
     )
 }
 
-/// The pass-3 kernel of storage `dtype` for head dim `d` (1 ≤ d ≤ [`MAX_HEAD_DIM`]).
-pub(crate) fn apply_kernel(dtype: DType, d: usize) -> String {
+/// The pass-3 kernel of storage `dtype` and feature map `map` for head dim `d`
+/// (1 ≤ d ≤ [`MAX_HEAD_DIM`]).
+pub(crate) fn apply_kernel(dtype: DType, map: FeatureMap, d: usize) -> String {
     format!(
-        "linear_attention_apply_{}_d{}",
+        "linear_attention_{}apply_{}_d{}",
+        map.infix(),
         dtype.name(),
         attention_padded_head_dim(d)
     )
 }
 
-/// Every attention kernel a backend of storage `dtype` loads (for the tests that check the
-/// kernel sources define them).
+/// Every attention kernel a backend of storage `dtype` and feature map `map` loads (for the
+/// tests that check the kernel sources define them).
 #[cfg(test)]
-pub(crate) fn kernel_names(dtype: DType) -> Vec<String> {
+pub(crate) fn kernel_names(dtype: DType, map: FeatureMap) -> Vec<String> {
     let mut names: Vec<String> = HEAD_DIM_CLASSES
         .iter()
-        .flat_map(|&class| [partial_kernel(dtype, class), apply_kernel(dtype, class)])
+        .flat_map(|&class| {
+            [
+                partial_kernel(dtype, map, class),
+                apply_kernel(dtype, map, class),
+            ]
+        })
         .collect();
     names.push(REDUCE_KERNEL.to_string());
     names
@@ -71,13 +107,14 @@ pub(crate) struct AttentionKernels {
 }
 
 impl AttentionKernels {
-    /// Looks up the kernels of `dtype` and raises each apply kernel's dynamic shared-memory
-    /// limit to what its class needs (70,144 bytes for class 128, above the default 48 KB).
-    pub(crate) fn load(kernels: &Kernels, dtype: DType) -> Result<Self> {
+    /// Looks up the kernels of `dtype` and feature map `map` and raises each apply kernel's
+    /// dynamic shared-memory limit to what its class needs (70,144 bytes for class 128, above
+    /// the default 48 KB).
+    pub(crate) fn load(kernels: &Kernels, dtype: DType, map: FeatureMap) -> Result<Self> {
         let mut variants = Vec::with_capacity(HEAD_DIM_CLASSES.len());
         for class in HEAD_DIM_CLASSES {
-            let partial_name = partial_kernel(dtype, class);
-            let apply_name = apply_kernel(dtype, class);
+            let partial_name = partial_kernel(dtype, map, class);
+            let apply_name = apply_kernel(dtype, map, class);
             let partial = kernels.function(&partial_name)?;
             let apply = kernels.function(&apply_name)?;
             let smem = attention_apply_shared_bytes(class) as i32;
@@ -192,16 +229,24 @@ mod tests {
             (128, 128),
         ] {
             assert_eq!(
-                partial_kernel(dtype, d),
+                partial_kernel(dtype, FeatureMap::EluPlusOne, d),
                 format!("linear_attention_partial_bf16_d{class}")
             );
             assert_eq!(
-                apply_kernel(dtype, d),
+                apply_kernel(dtype, FeatureMap::EluPlusOne, d),
                 format!("linear_attention_apply_bf16_d{class}")
+            );
+            assert_eq!(
+                partial_kernel(dtype, FeatureMap::Relu, d),
+                format!("linear_attention_relu_partial_bf16_d{class}")
+            );
+            assert_eq!(
+                apply_kernel(dtype, FeatureMap::Relu, d),
+                format!("linear_attention_relu_apply_bf16_d{class}")
             );
         }
         assert_eq!(
-            kernel_names(DType::F16),
+            kernel_names(DType::F16, FeatureMap::EluPlusOne),
             [
                 "linear_attention_partial_f16_d32",
                 "linear_attention_apply_f16_d32",

@@ -178,3 +178,114 @@ pub struct LinearAttention {
     /// Tokens per pass-1 block.
     pub chunk: usize,
 }
+
+/// `x += gate ⊙ (y + bias)` with no norm after it (`residual_norm_modulate_T` with a null
+/// `out`): sana's self-attention residual, which the cross-attention reads un-normalised.
+#[derive(Debug, Clone, Copy)]
+pub struct ResidualAdd {
+    /// The residual stream, fp32 `[rows, hidden]`, updated in place.
+    pub x: DeviceSlice<f32>,
+    /// The branch output `[rows, hidden]` (before its bias).
+    pub y: DeviceSlice<Storage>,
+    /// The branch's bias `[hidden]` (the kernel reads it unconditionally: zeros for none).
+    pub bias: DeviceSlice<Storage>,
+    /// Per-sample gate, fp32: `hidden` values at the start of each `gate_stride`-long row.
+    pub gate: DeviceSlice<f32>,
+    /// Elements from one sample's gate to the next's.
+    pub gate_stride: usize,
+    /// Rows.
+    pub rows: usize,
+    /// Row width h.
+    pub hidden: usize,
+    /// Tokens per sample.
+    pub tokens: usize,
+}
+
+/// `out = x · rsqrt(mean(x²) + eps) · w` per row of `hidden` values, rows `stride` apart
+/// (`rms_norm_T`; in place when `out` is `x`): sana's caption norm and qk_norm.
+#[derive(Debug, Clone, Copy)]
+pub struct RmsNorm {
+    /// Input rows, from the first row's first value.
+    pub x: DeviceSlice<Storage>,
+    /// Elements from one input row to the next.
+    pub x_stride: usize,
+    /// Output rows (may be `x`).
+    pub out: DeviceSlice<Storage>,
+    /// Elements from one output row to the next.
+    pub out_stride: usize,
+    /// The norm's weight `[hidden]`.
+    pub weight: DeviceSlice<Storage>,
+    /// Rows.
+    pub rows: usize,
+    /// Values per row.
+    pub hidden: usize,
+    /// Epsilon.
+    pub eps: f32,
+}
+
+/// sana's Mix-FFN middle (`depthwise_conv_glu_T`): `a = SiLU(input + in_bias)` on
+/// `[batch, rows·cols, 2m]`, the depthwise 3×3 conv of `a` on each sample's grid (zero
+/// padding) plus `bias`, then `value ⊙ SiLU(gate)` into `[batch, rows·cols, m]`.
+#[derive(Debug, Clone, Copy)]
+pub struct DepthwiseConvGlu {
+    /// The inverted 1×1 conv's output `[batch·rows·cols, 2m]`.
+    pub input: DeviceSlice<Storage>,
+    /// The inverted conv's bias `[2m]` (`None` when the GEMM added it).
+    pub in_bias: Option<DeviceSlice<Storage>>,
+    /// The depthwise weight `[2m, 1, 3, 3]` as stored (`c·9 + di·3 + dj`).
+    pub weight: DeviceSlice<Storage>,
+    /// The depthwise bias `[2m]`.
+    pub bias: Option<DeviceSlice<Storage>>,
+    /// Output `[batch·rows·cols, m]`.
+    pub out: DeviceSlice<Storage>,
+    /// Samples.
+    pub batch: usize,
+    /// Grid rows of each sample.
+    pub rows: usize,
+    /// Grid columns of each sample.
+    pub cols: usize,
+    /// m: value channels (the input has 2m).
+    pub channels: usize,
+}
+
+/// `probs[r] = softmax(scale·scores[r] + (1 − mask[b])·(−10000))` (`masked_softmax_T`), b =
+/// r / rows_per_sample.
+#[derive(Debug, Clone, Copy)]
+pub struct MaskedSoftmax {
+    /// fp32 `[batch·rows_per_sample, texts]`.
+    pub scores: DeviceSlice<f32>,
+    /// `[batch·rows_per_sample, texts]`.
+    pub probs: DeviceSlice<Storage>,
+    /// fp32 `[batch, texts]`, 1 keeps a caption token.
+    pub mask: DeviceSlice<f32>,
+    /// Score rows per sample.
+    pub rows_per_sample: usize,
+    /// Caption tokens (row length).
+    pub texts: usize,
+    /// Samples.
+    pub batch: usize,
+    /// Factor on the scores (1/√d).
+    pub scale: f32,
+}
+
+/// `out[b, r·h + j] = table[r·h + j] + modulation[b·mod_stride + r·row_stride + j]`
+/// (`modulation_table_T`): sana's adaLN-single table added to the per-sample modulation.
+#[derive(Debug, Clone, Copy)]
+pub struct ModulationTable {
+    /// fp32 per-sample modulation, from its first row.
+    pub modulation: DeviceSlice<f32>,
+    /// Elements from one sample's modulation to the next's.
+    pub mod_stride: usize,
+    /// Elements from one table row's modulation to the next's (0: the same row for all).
+    pub row_stride: usize,
+    /// The learned table `[table_rows, hidden]`.
+    pub table: DeviceSlice<Storage>,
+    /// fp32 `[batch, table_rows·hidden]`.
+    pub out: DeviceSlice<f32>,
+    /// Samples.
+    pub batch: usize,
+    /// Rows of the table.
+    pub table_rows: usize,
+    /// h.
+    pub hidden: usize,
+}

@@ -20,6 +20,7 @@ mod launch_params;
 mod module;
 mod ops;
 mod profile;
+mod sana;
 mod shape_cache;
 mod staging;
 mod streams;
@@ -31,6 +32,7 @@ pub use device::{CudaLibrary, DeviceInfo, devices, driver_version};
 pub use module::{KernelBuild, kernel_build};
 
 pub use profile::Ceilings;
+pub use sana::SanaCudaBackend;
 
 use super::{Backend, Precision};
 use crate::dtype::DType;
@@ -41,11 +43,11 @@ use crate::tensor::Tensor;
 use crate::weights::Weights;
 use backend_state::BackendState;
 use blas::Blas;
-use cudarc::driver::CudaContext;
+use cudarc::driver::{CudaContext, CudaStream};
 use device::{device_error, guarded, is_internal_error, unavailable};
 use graph::{GraphUse, Timing};
 use module::Kernels;
-use ops::Ops;
+use ops::{FeatureMap, Ops};
 use shape_cache::ShapeCache;
 use std::sync::{Arc, Mutex};
 use weights::DeviceWeights;
@@ -70,40 +72,19 @@ impl CudaBackend {
                 ops::MAX_HEAD_DIM
             )));
         }
-        let info = device::devices()?.remove(0);
-        if !CudaLibrary::CublasLt.is_present() {
-            return Err(unavailable(
-                "libcublasLt.so was not found (needed for the GEMMs); put the CUDA libraries on LD_LIBRARY_PATH",
-            ));
-        }
+        let info = first_device()?;
         let state = guarded("opening the GPU", || {
-            // A GPU that cannot be opened (taken in exclusive mode, out of memory) is not usable
-            // here: `--backend auto` runs on the CPU instead.
-            let ctx = CudaContext::new(0)
-                .map_err(|e| unavailable(format!("creating the CUDA context failed: {e}")))?;
-            // The arena is ordered by hand (one compute stream, events for the copies): the
-            // per-buffer event tracking cudarc does by default would only add overhead.
-            // SAFETY: no buffer of this context is shared across streams without our events.
-            unsafe { ctx.disable_event_tracking() };
-            raise_pool_threshold(&ctx);
-            let compute = ctx
-                .new_stream()
-                .map_err(|e| device_error("creating the compute stream", e))?;
-            let copy = ctx
-                .new_stream()
-                .map_err(|e| device_error("creating the copy stream", e))?;
-            let kernels = Kernels::load(&ctx, info.compute_capability)?;
-            tracing::info!(origin = %kernels.origin, "kernels loaded");
-            let ops = Ops::new(&kernels, dtype, compute.clone())?;
-            let blas = Blas::new(compute.clone(), info.compute_capability.0)?;
+            let OpenedDevice {
+                ctx,
+                compute,
+                copy,
+                ops,
+                blas,
+            } = OpenedDevice::open(&info, dtype, FeatureMap::EluPlusOne)?;
             let weights = DeviceWeights::upload(weights, dtype, &compute)?;
             compute
                 .synchronize()
                 .map_err(|e| device_error("uploading weights", e))?;
-            let graphs = match std::env::var_os("LINEAR_DIT_NO_GRAPHS") {
-                None => GraphUse::On,
-                Some(_) => GraphUse::Off,
-            };
             Ok(BackendState {
                 ctx,
                 compute,
@@ -113,7 +94,7 @@ impl CudaBackend {
                 weights,
                 shapes: ShapeCache::default(),
                 positions: PositionCache::new(DEFAULT_POSITION_CACHE_BYTES),
-                graphs,
+                graphs: graph_use_from_env(),
                 graph_stats: GraphStats::default(),
                 broken: None,
             })
@@ -171,33 +152,114 @@ impl CudaBackend {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, BackendState> {
-        // A panic never leaves the lock poisoned half-way: `with_state` catches it and
-        // records it in `broken`, which is what refuses later calls.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.state)
     }
 
-    /// Runs `f` on the state under [`guarded`]. A bug (a caught panic) marks the state broken:
-    /// this and every later call return that internal error rather than run on a state the
-    /// panic may have left half-updated.
+    /// Runs `f` on the state under [`guarded`] ([`with_guarded_state`]).
     fn with_state<T>(
         &self,
         what: &str,
         f: impl FnOnce(&mut BackendState) -> Result<T>,
     ) -> Result<T> {
-        let mut state = self.lock();
-        if let Some(bug) = &state.broken {
-            return Err(Error::Device {
-                backend: "cuda",
-                reason: format!("{bug} (an earlier call hit it; this backend runs nothing more)"),
-            });
-        }
-        let result = guarded(what, || f(&mut state));
-        if let Err(error @ Error::Device { reason, .. }) = &result
-            && is_internal_error(error)
-        {
-            state.broken = Some(reason.clone());
-        }
-        result
+        with_guarded_state(&self.state, |s| &mut s.broken, what, f)
+    }
+}
+
+/// The state behind `state`'s mutex. A panic never leaves the lock poisoned half-way:
+/// [`with_guarded_state`] catches it and records it as the state's bug, which is what refuses
+/// later calls.
+fn lock<S>(state: &Mutex<S>) -> std::sync::MutexGuard<'_, S> {
+    state.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Runs `f` on the state behind `state` under [`guarded`], for every backend of this module.
+/// A bug (a caught panic, an internal error) is recorded in the state's `broken` field: this
+/// and every later call return that internal error rather than run on a state the panic may
+/// have left half-updated (a stream left capturing, an arena half-built).
+fn with_guarded_state<S, T>(
+    state: &Mutex<S>,
+    broken: impl Fn(&mut S) -> &mut Option<String>,
+    what: &str,
+    f: impl FnOnce(&mut S) -> Result<T>,
+) -> Result<T> {
+    let mut state = lock(state);
+    if let Some(bug) = broken(&mut state) {
+        return Err(Error::Device {
+            backend: "cuda",
+            reason: format!("{bug} (an earlier call hit it; this backend runs nothing more)"),
+        });
+    }
+    let result = guarded(what, || f(&mut state));
+    if let Err(error @ Error::Device { reason, .. }) = &result
+        && is_internal_error(error)
+    {
+        *broken(&mut state) = Some(reason.clone());
+    }
+    result
+}
+
+/// The first device, once the libraries the backend needs are known to load.
+fn first_device() -> Result<DeviceInfo> {
+    let info = device::devices()?
+        .into_iter()
+        .next()
+        .ok_or_else(|| unavailable("no CUDA device is visible"))?;
+    if !CudaLibrary::CublasLt.is_present() {
+        return Err(unavailable(
+            "libcublasLt.so was not found (needed for the GEMMs); put the CUDA libraries on LD_LIBRARY_PATH",
+        ));
+    }
+    Ok(info)
+}
+
+/// Graphs are on unless `LINEAR_DIT_NO_GRAPHS` is set.
+fn graph_use_from_env() -> GraphUse {
+    match std::env::var_os("LINEAR_DIT_NO_GRAPHS") {
+        None => GraphUse::On,
+        Some(_) => GraphUse::Off,
+    }
+}
+
+/// A device opened for a backend: its context, the two streams, the kernels of one storage
+/// type and attention feature map, and cuBLASLt.
+struct OpenedDevice {
+    ctx: Arc<CudaContext>,
+    compute: Arc<CudaStream>,
+    copy: Arc<CudaStream>,
+    ops: Ops,
+    blas: Blas,
+}
+
+impl OpenedDevice {
+    /// Opens `info`'s device for storage `dtype` and feature map `map`; call under
+    /// [`guarded`] (cudarc may panic).
+    fn open(info: &DeviceInfo, dtype: DType, map: FeatureMap) -> Result<Self> {
+        // A GPU that cannot be opened (taken in exclusive mode, out of memory) is not usable
+        // here: `--backend auto` runs on the CPU instead.
+        let ctx = CudaContext::new(0)
+            .map_err(|e| unavailable(format!("creating the CUDA context failed: {e}")))?;
+        // The arena is ordered by hand (one compute stream, events for the copies): the
+        // per-buffer event tracking cudarc does by default would only add overhead.
+        // SAFETY: no buffer of this context is shared across streams without our events.
+        unsafe { ctx.disable_event_tracking() };
+        raise_pool_threshold(&ctx);
+        let compute = ctx
+            .new_stream()
+            .map_err(|e| device_error("creating the compute stream", e))?;
+        let copy = ctx
+            .new_stream()
+            .map_err(|e| device_error("creating the copy stream", e))?;
+        let kernels = Kernels::load(&ctx, info.compute_capability)?;
+        tracing::info!(origin = %kernels.origin, "kernels loaded");
+        let ops = Ops::new(&kernels, dtype, map, compute.clone())?;
+        let blas = Blas::new(compute.clone(), info.compute_capability.0)?;
+        Ok(OpenedDevice {
+            ctx,
+            compute,
+            copy,
+            ops,
+            blas,
+        })
     }
 }
 

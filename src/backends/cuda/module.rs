@@ -512,12 +512,14 @@ mod tests {
     /// The host's kernels: those `Ops` looks up for every storage type, and the attention
     /// instances (src/backends/cuda/attention_variant.rs).
     fn kernels_the_host_asks_for() -> Vec<String> {
-        use super::super::attention_variant::{REDUCE_KERNEL, kernel_names};
+        use super::super::attention_variant::{FeatureMap, REDUCE_KERNEL, kernel_names};
         use super::super::ops::{TYPED, UNTYPED};
         use crate::dtype::DType;
         let mut names = Vec::new();
         for dtype in [DType::F32, DType::BF16, DType::F16] {
-            names.extend(kernel_names(dtype));
+            for map in FeatureMap::ALL {
+                names.extend(kernel_names(dtype, map));
+            }
             names.push(format!("cast_f32_to_{}", dtype.name()));
             for typed in TYPED {
                 names.push(format!("{typed}_{}", dtype.name()));
@@ -529,6 +531,8 @@ mod tests {
                 .filter(|&&n| n != REDUCE_KERNEL)
                 .map(|n| n.to_string()),
         );
+        names.sort();
+        names.dedup();
         names
     }
 
@@ -554,6 +558,22 @@ mod tests {
         let units: Vec<&str> = KERNEL_UNITS.iter().map(|u| u.name).collect();
         assert_eq!(units, files);
         assert!(units.contains(&"linear_attention/instances/apply_bf16_d64"));
+        // The sana kernels are among those the host asks for (so the check below covers
+        // their names).
+        let asked = kernels_the_host_asks_for();
+        for sana in [
+            "rms_norm_bf16",
+            "depthwise_conv_glu_f16",
+            "masked_softmax_f32",
+            "modulation_table_bf16",
+            "linear_attention_relu_partial_bf16_d32",
+            "linear_attention_relu_apply_f32_d128",
+        ] {
+            assert!(
+                asked.iter().any(|n| n == sana),
+                "the host never asks for `{sana}`"
+            );
+        }
         for unit in KERNEL_UNITS {
             assert!(
                 !unit

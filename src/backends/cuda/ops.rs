@@ -12,10 +12,12 @@
 //! launch** (for a captured graph: as long as the graph may be replayed).
 
 use super::device::device_error;
+use super::device::internal_error;
 use super::device_slice::{DeviceSlice, Element, Storage, addr_or_null, strided_extent};
 use super::launch_params::{
-    EmbedAdd, LinearAttention, ModulationAffine, NormModulate, ResidualNormModulate, SmallLinear,
-    SmallLinearInput, SmallLinearOutput,
+    DepthwiseConvGlu, EmbedAdd, LinearAttention, MaskedSoftmax, ModulationAffine, ModulationTable,
+    NormModulate, ResidualAdd, ResidualNormModulate, RmsNorm, SmallLinear, SmallLinearInput,
+    SmallLinearOutput,
 };
 use super::module::Kernels;
 use crate::dtype::DType;
@@ -26,6 +28,7 @@ use cudarc::driver::{CudaFunction, CudaStream, LaunchConfig, PushKernelArg};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+pub(crate) use super::attention_variant::FeatureMap;
 pub(crate) use super::attention_variant::attention_chunk;
 use super::attention_variant::{AttentionGeometry, AttentionKernels, REDUCE_KERNEL};
 pub(crate) use super::kernel_constants::MAX_HEAD_DIM;
@@ -34,7 +37,9 @@ use super::kernel_constants::{
 };
 
 /// Kernels whose name carries a dtype suffix (the attention kernels: [`AttentionKernels`]).
-pub(crate) const TYPED: [&str; 8] = [
+/// The last four only sana launches; every backend loads them (they are in the modules
+/// anyway), so one `Ops` type serves every flavor.
+pub(crate) const TYPED: [&str; 12] = [
     "norm_modulate",
     "residual_norm_modulate",
     "modulation_affine",
@@ -43,6 +48,10 @@ pub(crate) const TYPED: [&str; 8] = [
     "embed_add",
     "bias_gelu_tanh",
     "bias_gelu_erf",
+    "rms_norm",
+    "depthwise_conv_glu",
+    "masked_softmax",
+    "modulation_table",
 ];
 /// Kernels without one.
 pub(crate) const UNTYPED: [&str; 4] = [
@@ -97,14 +106,51 @@ fn int(v: usize) -> Arg {
     Int(v as i32)
 }
 
+/// `v` as a C `int` argument named `what`; an internal error when it does not fit (the
+/// host refuses such sizes by name before planning a forward, so reaching this is a bug).
+fn checked_int(what: &str, v: usize) -> Result<Arg> {
+    i32::try_from(v)
+        .map(Int)
+        .map_err(|_| internal_error(format!("{what} = {v} does not fit a kernel's int")))
+}
+
+/// Largest grid.y and grid.z of a launch (CUDA's limit); the kernels that take a 3-D grid
+/// stride over all three dimensions, so a clamped grid stays correct.
+const MAX_GRID_YZ: u64 = 65_535;
+/// Largest grid.x (2³¹ − 1).
+const MAX_GRID_X: u64 = i32::MAX as u64;
+
+/// Value channels of one depthwise-conv block (`DWC_PAIRS`) and its tile side (`DWC_TILE`),
+/// `kernels/depthwise_conv_glu.cu`.
+const DWC_PAIRS: u64 = 32;
+const DWC_TILE: u64 = 8;
+
+/// The suggested grid of `depthwise_conv_glu_T`: (tiles of 8×8 positions, slices of 32
+/// channel pairs, samples), each clamped to CUDA's limits.
+pub(crate) fn depthwise_grid(batch: usize, rows: usize, cols: usize, m: usize) -> (u32, u32, u32) {
+    let tiles = (cols as u64).div_ceil(DWC_TILE) * (rows as u64).div_ceil(DWC_TILE);
+    let slices = (m as u64).div_ceil(DWC_PAIRS);
+    (
+        tiles.clamp(1, MAX_GRID_X) as u32,
+        slices.clamp(1, MAX_GRID_YZ) as u32,
+        (batch as u64).clamp(1, MAX_GRID_YZ) as u32,
+    )
+}
+
 /// Samples covered by `rows` rows of `tokens` tokens each (row r is sample r / tokens).
 fn samples(rows: usize, tokens: usize) -> usize {
     rows.div_ceil(tokens.max(1))
 }
 
 impl Ops {
-    /// Looks up every kernel of `dtype` and raises the attention kernel's shared-memory limit.
-    pub fn new(kernels: &Kernels, dtype: DType, stream: Arc<CudaStream>) -> Result<Self> {
+    /// Looks up every kernel of `dtype` (the attention instances of `feature_map`) and raises
+    /// the attention kernel's shared-memory limit.
+    pub fn new(
+        kernels: &Kernels,
+        dtype: DType,
+        feature_map: FeatureMap,
+        stream: Arc<CudaStream>,
+    ) -> Result<Self> {
         let mut functions = HashMap::new();
         for name in TYPED {
             let symbol = format!("{name}_{}", dtype.name());
@@ -114,7 +160,7 @@ impl Ops {
             functions.insert(name, kernels.function(name)?);
         }
         let cast_in = kernels.function(&format!("cast_f32_to_{}", dtype.name()))?;
-        let attention = AttentionKernels::load(kernels, dtype)?;
+        let attention = AttentionKernels::load(kernels, dtype, feature_map)?;
         Ok(Ops {
             functions,
             cast_in,
@@ -519,6 +565,211 @@ impl Ops {
         unsafe { self.launch(name, config, &args) }
     }
 
+    /// `x += gate ⊙ (y + bias)` with no norm after it.
+    ///
+    /// # Safety
+    /// Every view of `params` satisfies the module's launch contract.
+    pub unsafe fn residual_add(&self, params: ResidualAdd) -> Result<()> {
+        let ResidualAdd {
+            x,
+            y,
+            bias,
+            gate,
+            gate_stride,
+            rows,
+            hidden: h,
+            tokens,
+        } = params;
+        let samples = samples(rows, tokens);
+        self.require("residual_add x", x, rows * h)?;
+        self.require("residual_add y", y, rows * h)?;
+        self.require("residual_add bias", bias, h)?;
+        let gate_extent = strided_extent(samples, gate_stride, h);
+        self.require("residual_add gate", gate, gate_extent)?;
+        let pointers = [x.addr(), y.addr(), bias.addr(), gate.addr()];
+        let [x, y, bias, gate] = pointers;
+        let args = [
+            Ptr(x),
+            Ptr(y),
+            Ptr(bias),
+            Ptr(gate),
+            checked_int("residual_add gate_stride", gate_stride)?,
+            Ptr(0),
+            Ptr(0),
+            Ptr(0),
+            checked_int("residual_add rows", rows)?,
+            checked_int("residual_add h", h)?,
+            checked_int("residual_add tokens", tokens)?,
+            Float(0.0),
+        ];
+        let vector = norm_vector_path(h, &pointers, Some(gate_stride));
+        let config = grid_1d(norm_blocks(rows, h, vector));
+        // SAFETY: `residual_norm_modulate_T`'s parameters in order, `out` null (residual
+        // only: the kernel then reads neither scale nor shift, which are null too); views
+        // checked, live (caller).
+        unsafe { self.launch("residual_norm_modulate", config, &args) }
+    }
+
+    /// RMSNorm with a weight over strided rows (in place when `out` is `x`).
+    ///
+    /// # Safety
+    /// Every view of `params` satisfies the module's launch contract, and `out` either is
+    /// `x` or does not overlap it (the kernel allows exact aliasing only).
+    pub unsafe fn rms_norm(&self, params: RmsNorm) -> Result<()> {
+        let RmsNorm {
+            x,
+            x_stride,
+            out,
+            out_stride,
+            weight,
+            rows,
+            hidden: h,
+            eps,
+        } = params;
+        if x_stride < h || out_stride < h {
+            return Err(internal_error(format!(
+                "rms_norm: strides {x_stride}, {out_stride} below the row width {h}"
+            )));
+        }
+        self.require("rms_norm x", x, strided_extent(rows, x_stride, h))?;
+        self.require("rms_norm out", out, strided_extent(rows, out_stride, h))?;
+        self.require("rms_norm weight", weight, h)?;
+        let (x, out, weight) = (x.addr(), out.addr(), weight.addr());
+        let args = [
+            Ptr(x),
+            checked_int("rms_norm x_stride", x_stride)?,
+            Ptr(out),
+            checked_int("rms_norm out_stride", out_stride)?,
+            Ptr(weight),
+            checked_int("rms_norm rows", rows)?,
+            checked_int("rms_norm h", h)?,
+            Float(eps),
+        ];
+        let vector = rms_vector_path(h, x_stride, out_stride, &[x, out, weight]);
+        let config = grid_1d(norm_blocks(rows, h, vector));
+        // SAFETY: `rms_norm_T`'s parameters in order; views checked, live (caller).
+        unsafe { self.launch("rms_norm", config, &args) }
+    }
+
+    /// sana's Mix-FFN middle: SiLU, depthwise 3×3 conv, GLU.
+    ///
+    /// # Safety
+    /// Every view of `params` satisfies the module's launch contract.
+    pub unsafe fn depthwise_conv_glu(&self, params: DepthwiseConvGlu) -> Result<()> {
+        let DepthwiseConvGlu {
+            input,
+            in_bias,
+            weight,
+            bias,
+            out,
+            batch,
+            rows,
+            cols,
+            channels: m,
+        } = params;
+        let positions = batch * rows * cols;
+        self.require("depthwise_conv_glu in", input, positions * 2 * m)?;
+        if let Some(in_bias) = in_bias {
+            self.require("depthwise_conv_glu in_bias", in_bias, 2 * m)?;
+        }
+        self.require("depthwise_conv_glu weight", weight, 2 * m * 9)?;
+        if let Some(bias) = bias {
+            self.require("depthwise_conv_glu bias", bias, 2 * m)?;
+        }
+        self.require("depthwise_conv_glu out", out, positions * m)?;
+        let args = [
+            Ptr(input.addr()),
+            Ptr(addr_or_null(in_bias)),
+            Ptr(weight.addr()),
+            Ptr(addr_or_null(bias)),
+            Ptr(out.addr()),
+            checked_int("depthwise_conv_glu batch", batch)?,
+            checked_int("depthwise_conv_glu rows", rows)?,
+            checked_int("depthwise_conv_glu cols", cols)?,
+            checked_int("depthwise_conv_glu m", m)?,
+        ];
+        let config = LaunchConfig {
+            grid_dim: depthwise_grid(batch, rows, cols, m),
+            block_dim: (THREADS, 1, 1),
+            shared_mem_bytes: 0,
+        };
+        // SAFETY: `depthwise_conv_glu_T`'s parameters in order (null biases where absent,
+        // which the kernel tests for); views checked, live (caller).
+        unsafe { self.launch("depthwise_conv_glu", config, &args) }
+    }
+
+    /// The cross-attention softmax with diffusers' −10000 mask bias.
+    ///
+    /// # Safety
+    /// Every view of `params` satisfies the module's launch contract.
+    pub unsafe fn masked_softmax(&self, params: MaskedSoftmax) -> Result<()> {
+        let MaskedSoftmax {
+            scores,
+            probs,
+            mask,
+            rows_per_sample,
+            texts,
+            batch,
+            scale,
+        } = params;
+        let values = batch * rows_per_sample * texts;
+        self.require("masked_softmax scores", scores, values)?;
+        self.require("masked_softmax probs", probs, values)?;
+        self.require("masked_softmax mask", mask, batch * texts)?;
+        let args = [
+            Ptr(scores.addr()),
+            Ptr(probs.addr()),
+            Ptr(mask.addr()),
+            checked_int("masked_softmax rows_per_sample", rows_per_sample)?,
+            checked_int("masked_softmax texts", texts)?,
+            checked_int("masked_softmax batch", batch)?,
+            Float(scale),
+        ];
+        let rows = (batch as u64) * rows_per_sample as u64;
+        let config = grid_1d(rows.div_ceil(NORM_ROWS_PER_BLOCK));
+        // SAFETY: `masked_softmax_T`'s parameters in order; views checked, live (caller).
+        unsafe { self.launch("masked_softmax", config, &args) }
+    }
+
+    /// The learned adaLN-single table plus the per-sample modulation.
+    ///
+    /// # Safety
+    /// Every view of `params` satisfies the module's launch contract; `out` is `modulation`
+    /// itself (then `mod_stride` is `table_rows · hidden`) or does not overlap it.
+    pub unsafe fn modulation_table(&self, params: ModulationTable) -> Result<()> {
+        let ModulationTable {
+            modulation,
+            mod_stride,
+            row_stride,
+            table,
+            out,
+            batch,
+            table_rows,
+            hidden: h,
+        } = params;
+        let width = table_rows.saturating_sub(1) * row_stride + h;
+        self.require(
+            "modulation_table modulation",
+            modulation,
+            strided_extent(batch, mod_stride, width),
+        )?;
+        self.require("modulation_table table", table, table_rows * h)?;
+        self.require("modulation_table out", out, batch * table_rows * h)?;
+        let args = [
+            Ptr(modulation.addr()),
+            checked_int("modulation_table mod_stride", mod_stride)?,
+            checked_int("modulation_table row_stride", row_stride)?,
+            Ptr(table.addr()),
+            Ptr(out.addr()),
+            checked_int("modulation_table batch", batch)?,
+            checked_int("modulation_table table_rows", table_rows)?,
+            checked_int("modulation_table h", h)?,
+        ];
+        let config = per_value((batch * table_rows * h) as u64);
+        // SAFETY: `modulation_table_T`'s parameters in order; views checked, live (caller).
+        unsafe { self.launch("modulation_table", config, &args) }
+    }
+
     /// The three passes of linear attention; `chunk` tokens per pass-1 block.
     ///
     /// # Safety
@@ -608,6 +859,20 @@ fn norm_vector_path(h: usize, pointers: &[u64], gate_stride: Option<usize>) -> b
         && gate_stride.is_none_or(|s| s.is_multiple_of(4))
 }
 
+/// Whether `rms_norm_T` takes its 128-bit register path — the test in
+/// `kernels/rms_norm.cu`, repeated so the grid matches the path: h % 8 == 0, both strides
+/// multiples of 8 and every pointer 16-byte aligned (and h ≤ 8192, above which it streams).
+fn rms_vector_path(h: usize, x_stride: usize, out_stride: usize, pointers: &[u64]) -> bool {
+    h.is_multiple_of(8)
+        && h <= RMS_BLOCK_MAX_H
+        && x_stride.is_multiple_of(8)
+        && out_stride.is_multiple_of(8)
+        && pointers.iter().all(|p| p.is_multiple_of(16))
+}
+
+/// Largest h of `rms_norm_T`'s register paths (`RMS_BLOCK_MAX_H`, `kernels/rms_norm.cu`).
+const RMS_BLOCK_MAX_H: usize = 8192;
+
 /// Blocks of a LayerNorm launch over `rows` rows of `h`: 8 rows per block (one warp each) on
 /// the vector path up to h = 1024, else one block per row — the scalar path (any h) and the
 /// block-per-row path (1024 < h ≤ 8192) give each block one row at a time, so 8× fewer
@@ -644,5 +909,37 @@ mod tests {
         assert_eq!(norm_blocks(33, 1536, true), 33);
         assert_eq!(norm_blocks(33, 16384, false), 33);
         assert_eq!(norm_blocks(0, 64, true), 0);
+    }
+
+    #[test]
+    fn rms_norm_grid_follows_the_path_the_kernel_takes() {
+        let aligned = [0x1000u64, 0x2000, 0x3000];
+        // qk_norm in place on the Q part of qkv: stride 3h, h = 2240.
+        assert!(rms_vector_path(2240, 3 * 2240, 3 * 2240, &aligned));
+        // The K part starts h values in: aligned for bf16 when h % 8 == 0.
+        assert!(!rms_vector_path(2240, 3 * 2240 + 4, 3 * 2240, &aligned));
+        assert!(!rms_vector_path(12, 12, 12, &aligned));
+        assert!(!rms_vector_path(16, 16, 16, &[0x1000, 0x1008]));
+        // Above 8192 the kernel streams the row whatever the alignment.
+        assert!(rms_vector_path(8192, 8192, 8192, &aligned));
+        assert!(!rms_vector_path(8200, 8200, 8200, &aligned));
+    }
+
+    #[test]
+    fn depthwise_grid_follows_the_launch_contract() {
+        // 32×32 latent grid, m = 5600 (Sana 1600M), batch 2.
+        assert_eq!(depthwise_grid(2, 32, 32, 5600), (16, 175, 2));
+        // 4×6 tokens, m = 20.
+        assert_eq!(depthwise_grid(3, 4, 6, 20), (1, 1, 3));
+        // Clamped to CUDA's grid limits; the kernel strides over every dimension.
+        assert_eq!(depthwise_grid(100_000, 1, 1, 1).2, 65_535);
+    }
+
+    #[test]
+    fn sizes_beyond_a_c_int_are_refused() {
+        assert!(matches!(checked_int("rows", 7), Ok(Int(7))));
+        assert!(checked_int("rows", i32::MAX as usize).is_ok());
+        let error = checked_int("rows", i32::MAX as usize + 1).err().unwrap();
+        assert!(error.to_string().contains("rows"), "{error}");
     }
 }

@@ -17,7 +17,7 @@ use super::launch_params::{
     ResidualNormModulate, SmallLinear, SmallLinearInput, SmallLinearOutput,
 };
 use super::module::Kernels;
-use super::ops::Ops;
+use super::ops::{FeatureMap, Ops};
 use super::weights::{DeviceArray, storage_bytes};
 use super::{kernels_unavailable_reason, skip_gpu_test, unavailable_reason};
 use crate::backends::cpu::activation::{gelu_erf, gelu_tanh, silu};
@@ -86,7 +86,13 @@ fn open_gpu() -> Option<Gpu> {
 
 impl Gpu {
     fn ops(&self, dtype: DType) -> Ops {
-        Ops::new(&self.kernels, dtype, self.stream.clone()).expect("ops")
+        Ops::new(
+            &self.kernels,
+            dtype,
+            FeatureMap::EluPlusOne,
+            self.stream.clone(),
+        )
+        .expect("ops")
     }
 
     fn f32(&self, values: &[f32]) -> DeviceArray<f32> {

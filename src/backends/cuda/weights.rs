@@ -97,6 +97,27 @@ impl DeviceArray<Storage> {
         })
     }
 
+    /// Uploads `bytes`, already in `dtype`'s little-endian encoding (sana's weights as
+    /// stored: no f32 copy on the way); an internal error unless they are whole elements.
+    pub fn upload_storage_bytes(
+        stream: &Arc<CudaStream>,
+        bytes: &[u8],
+        dtype: DType,
+    ) -> Result<Self> {
+        if !bytes.len().is_multiple_of(dtype.size()) {
+            return Err(internal_error(format!(
+                "{} bytes are not whole {dtype} elements",
+                bytes.len()
+            )));
+        }
+        let memory = DeviceBuffer::upload(stream, bytes)?;
+        let view = DeviceSlice::storage(memory.addr(), bytes.len() / dtype.size(), dtype);
+        Ok(DeviceArray {
+            _memory: memory,
+            view,
+        })
+    }
+
     /// `len` zeros of `dtype` (for the kernel tests' outputs).
     #[cfg(test)]
     pub fn zeros_storage(stream: &Arc<CudaStream>, len: usize, dtype: DType) -> Result<Self> {

@@ -6,6 +6,7 @@
 pub mod config;
 pub mod embedding;
 mod input;
+pub mod patches;
 pub mod tensors;
 
 pub use config::{QK_NORM_ACROSS_HEADS, SANA_CLASS_NAME, SanaConfig, SanaDims};

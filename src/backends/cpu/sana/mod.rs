@@ -1,5 +1,5 @@
-//! The `sana` flavor on the CPU: f32 with f32 accumulation, the reference the CUDA path will
-//! be checked against. Each sample runs independently (its own GEMMs), so a sample's output
+//! The `sana` flavor on the CPU: f32 with f32 accumulation, the reference the CUDA path
+//! (`backends/cuda/sana`) is checked against (`tests/cuda_sana.rs`). Each sample runs independently (its own GEMMs), so a sample's output
 //! does not depend on what shares its batch.
 
 mod attention;
@@ -13,6 +13,7 @@ use crate::backends::cpu::linear::{linear_into, linear_rows, linear_tokens};
 use crate::backends::cpu::norm::norm_rows;
 use crate::error::{Error, Result};
 use crate::model::sana::embedding::{sincos_positions, timestep_features};
+use crate::model::sana::patches::{patch_features, unpatchify};
 use crate::model::sana::{SanaInput, SanaShape};
 use crate::tensor::Tensor;
 use crate::weights::SanaWeights;
@@ -242,41 +243,4 @@ fn timestep_mlp(mlp: &TimestepMlp, t: f32) -> Vec<f32> {
     let mut hidden = linear_rows(&features, 1, &mlp.first);
     hidden.iter_mut().for_each(|v| *v = silu(*v));
     linear_rows(&hidden, 1, &mlp.second)
-}
-
-/// The `[tokens, C·p·p]` patch features of one `[C, H, W]` latent, in the conv weight's
-/// (channel, patch row, patch column) order, tokens row-major over the grid.
-fn patch_features(x: &[f32], channels: usize, shape: SanaShape, p: usize) -> Vec<f32> {
-    let width = channels * p * p;
-    let mut out = vec![0.0f32; shape.tokens() * width];
-    for (token, row) in out.chunks_mut(width).enumerate() {
-        let (i, j) = (token / shape.cols, token % shape.cols);
-        for c in 0..channels {
-            for di in 0..p {
-                for dj in 0..p {
-                    row[(c * p + di) * p + dj] =
-                        x[(c * shape.height + i * p + di) * shape.width + j * p + dj];
-                }
-            }
-        }
-    }
-    out
-}
-
-/// `[tokens, p·p·C]` (feature order patch row, patch column, channel: diffusers' unpatchify)
-/// to `[C, H, W]`.
-fn unpatchify(out: &[f32], channels: usize, shape: SanaShape, p: usize) -> Vec<f32> {
-    let mut image = vec![0.0f32; channels * shape.height * shape.width];
-    for (token, row) in out.chunks(p * p * channels).enumerate() {
-        let (i, j) = (token / shape.cols, token % shape.cols);
-        for di in 0..p {
-            for dj in 0..p {
-                for c in 0..channels {
-                    image[(c * shape.height + i * p + di) * shape.width + j * p + dj] =
-                        row[(di * p + dj) * channels + c];
-                }
-            }
-        }
-    }
-    image
 }

@@ -58,7 +58,7 @@ pub struct ForwardContext<'a> {
 }
 
 /// The output of a GEMM: the storage type, or fp32 (the residual stream, eps).
-trait GemmOutput: Element {
+pub(super) trait GemmOutput: Element {
     /// The operand type of the output (and of the bias).
     fn gemm_type(dtype: DType) -> DType;
 }
@@ -76,15 +76,23 @@ impl GemmOutput for f32 {
 }
 
 /// `out [rows, n] = x [rows, k] · weight [n, k]ᵀ` (+ epilogue with `bias [n]`).
-struct Gemm<O> {
-    rows: usize,
-    n: usize,
-    k: usize,
-    x: DeviceSlice<Storage>,
-    weight: DeviceSlice<Storage>,
-    bias: Option<DeviceSlice<O>>,
-    epilogue: Epilogue,
-    out: DeviceSlice<O>,
+pub(super) struct Gemm<O> {
+    /// Rows of x and out.
+    pub(super) rows: usize,
+    /// Output features.
+    pub(super) n: usize,
+    /// Input features.
+    pub(super) k: usize,
+    /// The input `[rows, k]`.
+    pub(super) x: DeviceSlice<Storage>,
+    /// The weight `[n, k]`.
+    pub(super) weight: DeviceSlice<Storage>,
+    /// The bias `[n]`, when the epilogue adds one.
+    pub(super) bias: Option<DeviceSlice<O>>,
+    /// The epilogue.
+    pub(super) epilogue: Epilogue,
+    /// The output `[rows, n]`.
+    pub(super) out: DeviceSlice<O>,
 }
 
 impl ForwardContext<'_> {
@@ -156,43 +164,56 @@ impl ForwardContext<'_> {
 
     /// Enqueues `gemm` after checking its views against its extents.
     fn gemm<O: GemmOutput>(&mut self, gemm: Gemm<O>) -> Result<()> {
-        let Gemm {
-            rows,
-            n,
-            k,
-            x,
-            weight,
-            bias,
-            epilogue,
-            out,
-        } = gemm;
-        let dtype = self.ops.dtype;
-        x.require("GEMM x", rows * k)?;
-        x.require_type("GEMM x", dtype)?;
-        weight.require("GEMM weight", n * k)?;
-        weight.require_type("GEMM weight", dtype)?;
-        out.require("GEMM out", rows * n)?;
-        out.require_type("GEMM out", dtype)?;
-        if let Some(bias) = bias {
-            bias.require("GEMM bias", n)?;
-            bias.require_type("GEMM bias", dtype)?;
-        }
-        let shape = GemmShape {
-            rows,
-            n,
-            k,
-            input: dtype,
-            output: O::gemm_type(dtype),
-            epilogue,
-        };
-        let bias = bias.map(DeviceSlice::addr);
-        // SAFETY: views of the arena and weights (see the module docs), of the lengths this
-        // shape implies (checked above).
-        unsafe {
-            self.blas
-                .linear(shape, x.addr(), weight.addr(), bias, out.addr())
-        }
+        checked_gemm(self.blas, self.ops.dtype, gemm)
     }
+}
+
+/// Enqueues `gemm` in storage type `dtype` on `blas` after checking its views against its
+/// extents (shared by every flavor's forward: the views are the only thing the unsafe GEMM
+/// call trusts).
+pub(super) fn checked_gemm<O: GemmOutput>(
+    blas: &mut Blas,
+    dtype: DType,
+    gemm: Gemm<O>,
+) -> Result<()> {
+    let Gemm {
+        rows,
+        n,
+        k,
+        x,
+        weight,
+        bias,
+        epilogue,
+        out,
+    } = gemm;
+    x.require("GEMM x", rows * k)?;
+    x.require_type("GEMM x", dtype)?;
+    weight.require("GEMM weight", n * k)?;
+    weight.require_type("GEMM weight", dtype)?;
+    out.require("GEMM out", rows * n)?;
+    out.require_type("GEMM out", dtype)?;
+    if let Some(bias) = bias {
+        bias.require("GEMM bias", n)?;
+        bias.require_type("GEMM bias", dtype)?;
+    }
+    if (epilogue != Epilogue::None) != bias.is_some() {
+        return Err(super::device::internal_error(format!(
+            "a GEMM with epilogue {epilogue:?} and {} bias",
+            if bias.is_some() { "a" } else { "no" }
+        )));
+    }
+    let shape = GemmShape {
+        rows,
+        n,
+        k,
+        input: dtype,
+        output: O::gemm_type(dtype),
+        epilogue,
+    };
+    let bias = bias.map(DeviceSlice::addr);
+    // SAFETY: views of the arena and weights (see the module docs), of the lengths this
+    // shape implies (checked above).
+    unsafe { blas.linear(shape, x.addr(), weight.addr(), bias, out.addr()) }
 }
 
 #[cfg(test)]
