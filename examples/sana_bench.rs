@@ -1,6 +1,6 @@
-//! Times the `sana` CPU forward, or the whole flow-matching sampling loop, on a diffusers
-//! folder and an input file, for `python/sana_cpu_bench.py` (which times diffusers on the
-//! same weights and inputs in the same run).
+//! Times the `sana` forward, or the whole flow-matching sampling loop, on a diffusers folder
+//! and an input file, for `python/sana_cpu_bench.py` and `python/sana_gpu_bench.py` (which
+//! time diffusers on the same weights and inputs in the same run).
 //!
 //! ```text
 //! sana_bench [OPTIONS] FOLDER INPUT.safetensors [ROUNDS]
@@ -12,17 +12,21 @@
 //!   --latents OUT    write the loop's final latents to OUT (safetensors, `latents`)
 //!   --interleave     wait for a line on stdin before each round and print that round's
 //!                    seconds at once, so the caller can alternate its own rounds with ours
+//!   --device D       cpu, cuda or auto (default cpu)
+//!   --precision P    auto, f32, bf16 or f16 (default auto: f32 on the CPU, bf16 on a GPU)
 //! ```
 //!
 //! After one untimed warm-up round, prints one JSON line per round with `--interleave`, and
 //! always a last JSON line with the median seconds over `ROUNDS` (default 5) rounds.
 
+use linear_dit::backends::{Device, Precision};
 use linear_dit::model::sana::SanaInput;
 use linear_dit::sampling::flow::{
     Caption, FlowNoise, FlowParams, FlowPlan, FlowSamplerKind, SanaTrajectory, run_to_end,
     stack_latents,
 };
 use linear_dit::tensor_file::{RawTensor, TensorFile, write_tensors};
+use linear_dit::weights::SanaWeights;
 use linear_dit::{SanaModel, Tensor};
 use std::io::BufRead;
 use std::sync::Arc;
@@ -39,12 +43,15 @@ struct Args {
     guidance: f32,
     latents: Option<String>,
     interleave: bool,
+    device: Device,
+    precision: Precision,
 }
 
 fn parse_args() -> Fallible<Args> {
     let mut args = std::env::args().skip(1);
     let mut positional = Vec::new();
     let (mut loop_steps, mut guidance, mut latents, mut interleave) = (None, 4.5, None, false);
+    let (mut device, mut precision) = (Device::Cpu, Precision::Auto);
     while let Some(arg) = args.next() {
         let mut value = |flag: &str| args.next().ok_or(format!("{flag} needs a value"));
         match arg.as_str() {
@@ -52,11 +59,13 @@ fn parse_args() -> Fallible<Args> {
             "--guidance" => guidance = value("--guidance")?.parse()?,
             "--latents" => latents = Some(value("--latents")?),
             "--interleave" => interleave = true,
+            "--device" => device = value("--device")?.parse()?,
+            "--precision" => precision = value("--precision")?.parse()?,
             _ => positional.push(arg),
         }
     }
     let [folder, input, rest @ ..] = positional.as_slice() else {
-        return Err("usage: sana_bench [--loop STEPS] [--guidance G] [--latents OUT] [--interleave] FOLDER INPUT.safetensors [ROUNDS]".into());
+        return Err("usage: sana_bench [--loop STEPS] [--guidance G] [--latents OUT] [--interleave] [--device D] [--precision P] FOLDER INPUT.safetensors [ROUNDS]".into());
     };
     Ok(Args {
         folder: folder.clone(),
@@ -66,6 +75,8 @@ fn parse_args() -> Fallible<Args> {
         guidance,
         latents,
         interleave,
+        device,
+        precision,
     })
 }
 
@@ -196,7 +207,11 @@ fn time_rounds(
 
 fn main() -> Fallible<()> {
     let args = parse_args()?;
-    let model = SanaModel::load(&args.folder)?;
+    let model = SanaModel::on(
+        &SanaWeights::load(&args.folder)?,
+        args.device,
+        args.precision,
+    )?;
     let file = TensorFile::open(&args.input)?;
     let times = match args.loop_steps {
         None => time_rounds(args.rounds, args.interleave, forward_round(&model, &file)?)?,
