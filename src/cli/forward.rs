@@ -44,12 +44,7 @@ pub fn run(args: ForwardArgs) -> Result<()> {
                 args.weights.display()
             );
         }
-        return super::sana::forward(
-            &args.weights,
-            args.device.backend,
-            &args.input,
-            &args.output,
-        );
+        return super::sana::forward(&args.weights, args.device, &args.input, &args.output);
     }
     let weights = Weights::load(&args.weights, &args.config)?;
     let model = args.device.model(&weights)?;

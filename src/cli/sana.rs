@@ -1,11 +1,12 @@
 //! `info` and `forward` for a `sana` model: `--weights` names a diffusers model folder (or a
 //! pipeline folder holding `transformer/`) instead of a weights file.
 
+use super::device_flags::DeviceFlags;
 use anyhow::{Result, bail};
 use linear_dit::model::sana::{SanaInput, sana_tensors};
 use linear_dit::tensor_file::{TensorFile, write_tensors};
 use linear_dit::weights::SanaWeights;
-use linear_dit::{Device, SanaModel, Tensor};
+use linear_dit::{SanaModel, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -58,8 +59,12 @@ pub fn info(folder: &Path, json: bool) -> Result<()> {
 }
 
 /// `forward --weights DIR --input IN --output OUT`: writes the velocity `v` [B,C,H,W].
-pub fn forward(folder: &Path, device: Device, input: &Path, output: &Path) -> Result<()> {
-    let model = SanaModel::new(&SanaWeights::load(folder)?, device)?;
+pub fn forward(folder: &Path, device: DeviceFlags, input: &Path, output: &Path) -> Result<()> {
+    let model = SanaModel::on(
+        &SanaWeights::load(folder)?,
+        device.backend,
+        device.precision,
+    )?;
     let file = TensorFile::open(input)?;
     let read = |name: &str| -> Result<Option<Tensor>> {
         if !file.contains(name) {
