@@ -97,6 +97,8 @@ fn forward_round(model: &SanaModel, file: &TensorFile) -> Fallible<impl Fn() -> 
         false => None,
     };
     Ok(move || {
+        // Each round is a new request's forward: it pays for its captions' keys and values.
+        model.forget_captions();
         model.forward(&SanaInput {
             x: &x,
             t: t.data(),
@@ -158,8 +160,10 @@ impl LoopInput {
         })
     }
 
-    /// The whole loop from the given noise: the final latents `[images, C, H, W]`.
+    /// The whole loop from the given noise: the final latents `[images, C, H, W]`. Each run
+    /// is a new request: it computes its captions' keys and values once, not zero times.
     fn run(&self, model: &SanaModel) -> Fallible<Tensor> {
+        model.forget_captions();
         let mut trajectories = self
             .noise
             .iter()

@@ -104,6 +104,12 @@ impl<K: Hash + Eq + Clone, V> ByteLru<K, V> {
         );
     }
 
+    /// Drops every value (holders of one keep theirs).
+    pub fn clear(&mut self) {
+        self.entries.clear();
+        self.used = 0;
+    }
+
     /// Bytes held.
     #[cfg(test)]
     pub fn bytes(&self) -> usize {

@@ -135,6 +135,18 @@ impl SanaModel {
         }
     }
 
+    /// Drops what the model memoised of the captions it has seen (the CPU backend keeps each
+    /// caption's text keys and values for the later steps of its request, up to a byte
+    /// budget): to free that memory, or to time a run as a new request pays for it. Later
+    /// forwards compute them again. The CUDA backend keeps none.
+    pub fn forget_captions(&self) {
+        match &self.backend {
+            SanaBackend::Cpu(cpu) => cpu.forget_captions(),
+            #[cfg(feature = "cuda")]
+            SanaBackend::Cuda(_) => {}
+        }
+    }
+
     /// The velocity `[B, C_out, H, W]` (diffusers' `sample`) for `input`, validated first; a
     /// non-finite output is an error.
     pub fn forward(&self, input: &SanaInput<'_>) -> Result<Tensor> {

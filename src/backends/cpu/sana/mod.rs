@@ -54,6 +54,11 @@ impl SanaCpu {
         })
     }
 
+    /// Drops the memoised caption keys and values (see `text_memo`).
+    pub fn forget_captions(&self) {
+        self.text.clear();
+    }
+
     /// The velocity `[B, C_out, H, W]` for an input [`crate::model::sana::validate_sana`]
     /// accepted with `shape`.
     pub fn forward(&self, input: &SanaInput<'_>, shape: SanaShape) -> Result<Tensor> {

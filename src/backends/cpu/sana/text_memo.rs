@@ -94,6 +94,11 @@ impl TextMemo {
         computed
     }
 
+    /// Drops every caption held.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
     /// Bytes held.
     #[cfg(test)]
     pub fn bytes(&self) -> usize {
@@ -199,5 +204,7 @@ mod tests {
             assert!(model.text.bytes() <= 2 * entry);
         }
         assert_eq!(model.text.bytes(), 2 * entry);
+        model.text.clear();
+        assert_eq!(model.text.bytes(), 0);
     }
 }
