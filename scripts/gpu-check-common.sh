@@ -29,3 +29,19 @@ export LD_LIBRARY_PATH="${LIBS}/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export RUST_LOG=warn
 # Every GPU test fails instead of skipping when it cannot reach the GPU.
 export LINEAR_DIT_REQUIRE_GPU=1
+
+# finish WHAT: prints the status and what was skipped for time; exits non-zero, with a
+# `GPU CHECK FAILED` line, when any step failed, else says WHAT passed.
+finish() {
+    say "status:"
+    tee -a "$LOG" < "$STATUS"
+    if [[ -s "$SKIPPED" ]]; then
+        say "skipped for time:"
+        tee -a "$LOG" < "$SKIPPED"
+    fi
+    if grep -q " FAIL$" "$STATUS"; then
+        say "GPU CHECK FAILED: $(grep ' FAIL$' "$STATUS" | cut -d' ' -f1 | tr '\n' ' ')"
+        exit 1
+    fi
+    say "$1 passed in $((SECONDS - START)) s"
+}

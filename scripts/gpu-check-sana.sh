@@ -58,14 +58,4 @@ if fits sana-bench 60; then
         --budget-s $(( BENCH_S - 10 )) --commit "$(cat "$BIN/COMMIT" 2>/dev/null)" --out "$OUT/sana-gpu.json"
 fi
 
-say "status:"
-tee -a "$LOG" < "$STATUS"
-if [[ -s "$SKIPPED" ]]; then
-    say "skipped for time:"
-    tee -a "$LOG" < "$SKIPPED"
-fi
-if grep -q " FAIL$" "$STATUS"; then
-    say "GPU CHECK FAILED: $(grep ' FAIL$' "$STATUS" | cut -d' ' -f1 | tr '\n' ' ')"
-    exit 1
-fi
-say "sana GPU check passed in $((SECONDS - START)) s"
+finish "sana GPU check"

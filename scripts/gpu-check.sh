@@ -143,14 +143,4 @@ fi
 # 7. One result file (~2 s).
 python3 scripts/gpu_report.py "$BENCH" "$OUT/doctor.json" "$STATUS" "$(cat "$BIN/COMMIT" 2>/dev/null)" \
     "$SERVE" "$DIGITS" "$SKIPPED" > "$OUT/gpu-check.json" 2>> "$LOG"
-say "status:"
-tee -a "$LOG" < "$STATUS"
-if [[ -s "$SKIPPED" ]]; then
-    say "skipped for time:"
-    tee -a "$LOG" < "$SKIPPED"
-fi
-if grep -q " FAIL$" "$STATUS"; then
-    say "GPU CHECK FAILED: $(grep ' FAIL$' "$STATUS" | cut -d' ' -f1 | tr '\n' ' ')"
-    exit 1
-fi
-say "GPU check passed in $((SECONDS - START)) s"
+finish "GPU check"

@@ -258,9 +258,26 @@ impl Blas {
             self.batched_plans.insert(shape, plan);
         }
         let plan = &self.batched_plans[&shape];
+        // SAFETY: the plan's descriptors match the pointers' buffers (caller's contract).
+        unsafe { self.matmul(plan, a, b, d, &shape) }
+    }
+
+    /// `d = a · b` by `plan` on the stream (alpha 1, beta 0; `what` names the shape in errors).
+    ///
+    /// # Safety
+    /// `a`, `b` and `d` address live device buffers of the sizes and types `plan`'s
+    /// descriptors describe, until the stream has run the call.
+    unsafe fn matmul(
+        &self,
+        plan: &GemmPlan,
+        a: u64,
+        b: u64,
+        d: u64,
+        what: &dyn std::fmt::Debug,
+    ) -> Result<()> {
         let (alpha, beta) = (1.0f32, 0.0f32);
         let (workspace, _sync) = self.workspace.device_ptr(&self.stream);
-        // SAFETY: the plan's descriptors match the pointers' buffers (caller's contract).
+        // SAFETY: the plan's descriptors match the pointers' buffers (the caller's contract).
         unsafe {
             lt::matmul(
                 self.handle,
@@ -281,7 +298,7 @@ impl Blas {
                 self.stream.cu_stream() as *mut _,
             )
         }
-        .map_err(|e| device_error(&format!("cublasLtMatmul {shape:?}"), e))
+        .map_err(|e| device_error(&format!("cublasLtMatmul {what:?}"), e))
     }
 
     /// Builds the descriptors of the batched `shape`, each layout with its batch count and
@@ -395,30 +412,8 @@ impl Blas {
             }
             .map_err(|e| device_error("setting the GEMM bias", e))?;
         }
-        let (alpha, beta) = (1.0f32, 0.0f32);
-        let (workspace, _sync) = self.workspace.device_ptr(&self.stream);
         // SAFETY: the plan's descriptors match the pointers' buffers (caller's contract).
-        unsafe {
-            lt::matmul(
-                self.handle,
-                plan.desc,
-                (&alpha) as *const f32 as *const c_void,
-                (&beta) as *const f32 as *const c_void,
-                w as *const c_void,
-                plan.a,
-                x as *const c_void,
-                plan.b,
-                out as *const c_void,
-                plan.d,
-                out as *mut c_void,
-                plan.d,
-                &plan.algo,
-                workspace as *mut c_void,
-                self.workspace.len(),
-                self.stream.cu_stream() as *mut _,
-            )
-        }
-        .map_err(|e| device_error(&format!("cublasLtMatmul {shape:?}"), e))
+        unsafe { self.matmul(plan, w, x, out, &shape) }
     }
 
     /// Builds the descriptors of `shape` and asks the heuristic for its best algorithm.
